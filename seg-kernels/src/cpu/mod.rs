@@ -1,0 +1,3 @@
+//! CPU kernels: threads with rayon, SIMD chosen at run time.
+
+pub mod gemm;

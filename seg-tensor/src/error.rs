@@ -1,0 +1,60 @@
+//! The error type of every fallible operation in `seg`.
+
+use crate::DType;
+
+/// What went wrong, with what was expected and what was found.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{op}: shape mismatch: expected {expected}, found {found:?}")]
+    ShapeMismatch {
+        op: &'static str,
+        expected: String,
+        found: Vec<usize>,
+    },
+
+    #[error("{op}: shapes {lhs:?} and {rhs:?} cannot be broadcast together")]
+    Broadcast {
+        op: &'static str,
+        lhs: Vec<usize>,
+        rhs: Vec<usize>,
+    },
+
+    #[error("{op}: dtype {found:?} is not supported here (expected {expected})")]
+    DType {
+        op: &'static str,
+        expected: &'static str,
+        found: DType,
+    },
+
+    #[error("{op}: dimension {dim} is out of range for a tensor of rank {rank}")]
+    DimOutOfRange {
+        op: &'static str,
+        dim: isize,
+        rank: usize,
+    },
+
+    #[error("{op}: {msg}")]
+    InvalidArgument { op: &'static str, msg: String },
+
+    #[error("backward: {0}")]
+    Backward(String),
+
+    #[error("{path}: {msg}")]
+    Format { path: String, msg: String },
+
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+/// `Result` with [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// A bad argument to `op`, described by `msg`.
+    pub fn invalid(op: &'static str, msg: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            op,
+            msg: msg.into(),
+        }
+    }
+}

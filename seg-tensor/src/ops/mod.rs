@@ -1,0 +1,114 @@
+//! Tensor ops, one file per family; each op's forward and its `Backward` sit side by side.
+
+mod binary;
+mod cast;
+mod compare;
+mod concat;
+mod index;
+mod matmul;
+mod pad;
+mod reduce;
+mod softmax;
+mod unary;
+mod view;
+
+pub use pad::PadMode;
+pub use unary::Unary;
+
+use std::borrow::Cow;
+
+use rayon::prelude::*;
+
+use crate::{Element, Result, Tensor};
+
+/// Below this many elements an elementwise loop runs on one thread.
+const PARALLEL_THRESHOLD: usize = 1 << 15;
+
+/// `f` applied to every element, on rayon's threads for large inputs.
+pub(crate) fn map_values<T: Element, U: Element>(xs: &[T], f: impl Fn(T) -> U + Sync) -> Vec<U> {
+    if xs.len() < PARALLEL_THRESHOLD {
+        xs.iter().map(|&x| f(x)).collect()
+    } else {
+        xs.par_iter().with_min_len(4096).map(|&x| f(x)).collect()
+    }
+}
+
+/// `f` applied to pairs of elements of two equally long slices.
+pub(crate) fn zip_values<T: Element, U: Element, V: Element>(
+    xs: &[T],
+    ys: &[U],
+    f: impl Fn(T, U) -> V + Sync,
+) -> Vec<V> {
+    debug_assert_eq!(xs.len(), ys.len());
+    if xs.len() < PARALLEL_THRESHOLD {
+        xs.iter().zip(ys).map(|(&x, &y)| f(x, y)).collect()
+    } else {
+        xs.par_iter()
+            .zip(ys)
+            .with_min_len(4096)
+            .map(|(&x, &y)| f(x, y))
+            .collect()
+    }
+}
+
+/// The elements of `t` broadcast to `shape`, in row-major order (borrowed when nothing moves).
+pub(crate) fn broadcast_values<'a, T: Element>(
+    t: &'a Tensor,
+    shape: &[usize],
+) -> Result<Cow<'a, [T]>> {
+    if t.shape() == shape {
+        return t.values::<T>();
+    }
+    let data = T::unwrap(t.storage().cpu()).ok_or(crate::Error::DType {
+        op: "broadcast",
+        expected: crate::tensor::type_name::<T>(),
+        found: t.dtype(),
+    })?;
+    Ok(Cow::Owned(
+        t.layout()
+            .broadcast_to(shape)
+            .offsets()
+            .map(|o| data[o])
+            .collect(),
+    ))
+}
+
+/// A new dense tensor from row-major `data`.
+pub(crate) fn tensor_from<T: Element>(data: Vec<T>, shape: &[usize]) -> Tensor {
+    Tensor::from_storage(T::wrap(data), shape)
+}
+
+/// Fails unless `t` holds f32 or f64 (the types ops compute in).
+pub(crate) fn expect_float(op: &'static str, t: &Tensor) -> Result<()> {
+    if t.dtype().is_compute_float() {
+        Ok(())
+    } else {
+        Err(crate::Error::DType {
+            op,
+            expected: "f32 or f64",
+            found: t.dtype(),
+        })
+    }
+}
+
+/// Fails unless both tensors have the same dtype and device.
+pub(crate) fn expect_same_kind(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
+    if a.dtype() != b.dtype() {
+        return Err(crate::Error::DType {
+            op,
+            expected: match a.dtype() {
+                crate::DType::F32 => "f32, as the first operand",
+                crate::DType::F64 => "f64, as the first operand",
+                _ => "the first operand's dtype",
+            },
+            found: b.dtype(),
+        });
+    }
+    if a.device() != b.device() {
+        return Err(crate::Error::invalid(
+            op,
+            format!("operands on {:?} and {:?}", a.device(), b.device()),
+        ));
+    }
+    Ok(())
+}

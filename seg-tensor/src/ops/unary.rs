@@ -1,0 +1,280 @@
+//! Elementwise functions of one tensor: `y = f(x)`, backward `dx = dy * f'(x)`.
+
+use crate::autograd::Backward;
+use crate::ops::{expect_float, map_values, tensor_from, zip_values};
+use crate::{with_float, Float, Result, Tensor};
+
+/// An elementwise function with its derivative. Formulas follow PyTorch, including its conventions
+/// at kinks (the derivative of `relu` and `abs` at 0 is 0; `clamp` passes gradient at the bounds).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Unary {
+    Neg,
+    Exp,
+    /// Natural logarithm.
+    Log,
+    Sqrt,
+    Abs,
+    Relu,
+    /// `x` for `x > 0`, else `negative_slope * x`.
+    LeakyRelu {
+        negative_slope: f64,
+    },
+    /// `x Phi(x)` with the exact normal CDF: `0.5 x (1 + erf(x / sqrt 2))`.
+    Gelu,
+    /// `0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))`.
+    GeluTanh,
+    /// `x sigmoid(x)`.
+    Silu,
+    Sigmoid,
+    /// `ln(1 + exp(beta x)) / beta`, and `x` where `beta x > threshold` (PyTorch: beta 1, threshold 20).
+    Softplus {
+        beta: f64,
+        threshold: f64,
+    },
+    Tanh,
+    /// `min(max(x, min), max)`.
+    Clamp {
+        min: f64,
+        max: f64,
+    },
+    /// `x ^ exponent`.
+    Powf {
+        exponent: f64,
+    },
+    /// `scale * x + shift`: scalar arithmetic.
+    Affine {
+        scale: f64,
+        shift: f64,
+    },
+}
+
+const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
+const GELU_TANH_C: f64 = 0.044715;
+
+impl Unary {
+    /// `f(x)`.
+    pub fn apply<T: Float>(self, x: T) -> T {
+        let c = |v: f64| T::from_f64(v);
+        let one = T::one();
+        match self {
+            Unary::Neg => -x,
+            Unary::Exp => x.exp(),
+            Unary::Log => x.ln(),
+            Unary::Sqrt => x.sqrt(),
+            Unary::Abs => x.abs(),
+            Unary::Relu => x.max(T::zero()),
+            Unary::LeakyRelu { negative_slope } => {
+                if x > T::zero() {
+                    x
+                } else {
+                    x * c(negative_slope)
+                }
+            }
+            Unary::Gelu => c(0.5) * x * (one + (x * c(std::f64::consts::FRAC_1_SQRT_2)).erf()),
+            Unary::GeluTanh => {
+                c(0.5) * x * (one + (c(SQRT_2_OVER_PI) * (x + c(GELU_TANH_C) * x * x * x)).tanh())
+            }
+            Unary::Silu => x / (one + (-x).exp()),
+            Unary::Sigmoid => one / (one + (-x).exp()),
+            Unary::Softplus { beta, threshold } => {
+                let bx = x * c(beta);
+                if bx > c(threshold) {
+                    x
+                } else {
+                    bx.exp().ln_1p() / c(beta)
+                }
+            }
+            Unary::Tanh => x.tanh(),
+            Unary::Clamp { min, max } => x.max(c(min)).min(c(max)),
+            Unary::Powf { exponent } => x.powf(c(exponent)),
+            Unary::Affine { scale, shift } => x * c(scale) + c(shift),
+        }
+    }
+
+    /// `f'(x)`.
+    pub fn derivative<T: Float>(self, x: T) -> T {
+        let c = |v: f64| T::from_f64(v);
+        let (zero, one) = (T::zero(), T::one());
+        let sigmoid = |v: T| one / (one + (-v).exp());
+        match self {
+            Unary::Neg => -one,
+            Unary::Exp => x.exp(),
+            Unary::Log => one / x,
+            Unary::Sqrt => c(0.5) / x.sqrt(),
+            Unary::Abs => x.signum() * if x == zero { zero } else { one },
+            Unary::Relu => {
+                if x > zero {
+                    one
+                } else {
+                    zero
+                }
+            }
+            Unary::LeakyRelu { negative_slope } => {
+                if x > zero {
+                    one
+                } else {
+                    c(negative_slope)
+                }
+            }
+            Unary::Gelu => {
+                let cdf = c(0.5) * (one + (x * c(std::f64::consts::FRAC_1_SQRT_2)).erf());
+                let pdf = (c(-0.5) * x * x).exp() * c(0.398_942_280_401_432_7);
+                cdf + x * pdf
+            }
+            Unary::GeluTanh => {
+                let inner = c(SQRT_2_OVER_PI) * (x + c(GELU_TANH_C) * x * x * x);
+                let t = inner.tanh();
+                let d_inner = c(SQRT_2_OVER_PI) * (one + c(3.0 * GELU_TANH_C) * x * x);
+                c(0.5) * (one + t) + c(0.5) * x * (one - t * t) * d_inner
+            }
+            Unary::Silu => {
+                let s = sigmoid(x);
+                s * (one + x * (one - s))
+            }
+            Unary::Sigmoid => {
+                let s = sigmoid(x);
+                s * (one - s)
+            }
+            Unary::Softplus { beta, threshold } => {
+                if x * c(beta) > c(threshold) {
+                    one
+                } else {
+                    sigmoid(x * c(beta))
+                }
+            }
+            Unary::Tanh => {
+                let t = x.tanh();
+                one - t * t
+            }
+            Unary::Clamp { min, max } => {
+                if x >= c(min) && x <= c(max) {
+                    one
+                } else {
+                    zero
+                }
+            }
+            Unary::Powf { exponent } => c(exponent) * x.powf(c(exponent - 1.0)),
+            Unary::Affine { scale, .. } => c(scale),
+        }
+    }
+}
+
+struct UnaryBackward {
+    op: Unary,
+    x: Tensor,
+}
+
+impl Backward for UnaryBackward {
+    fn backward(self: Box<Self>, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        let op = self.op;
+        let dx = with_float!(grad.dtype(), "unary backward", T => {
+            let g = grad.values::<T>()?;
+            let x = self.x.values::<T>()?;
+            Ok(tensor_from(zip_values(&g, &x, |g: T, x: T| g * op.derivative(x)), grad.shape()))
+        })?;
+        Ok(vec![Some(dx)])
+    }
+}
+
+impl Tensor {
+    /// `op` applied elementwise, differentiable.
+    pub fn unary(&self, op: Unary) -> Result<Tensor> {
+        expect_float(op_name(op), self)?;
+        let out = with_float!(self.dtype(), op_name(op), T => {
+            Ok(tensor_from(map_values(&self.values::<T>()?, |x: T| op.apply(x)), self.shape()))
+        })?;
+        Ok(Tensor::from_op(out, &[self], |_| UnaryBackward {
+            op,
+            x: self.detach(),
+        }))
+    }
+
+    pub fn neg(&self) -> Result<Tensor> {
+        self.unary(Unary::Neg)
+    }
+    pub fn exp(&self) -> Result<Tensor> {
+        self.unary(Unary::Exp)
+    }
+    pub fn log(&self) -> Result<Tensor> {
+        self.unary(Unary::Log)
+    }
+    pub fn sqrt(&self) -> Result<Tensor> {
+        self.unary(Unary::Sqrt)
+    }
+    pub fn abs(&self) -> Result<Tensor> {
+        self.unary(Unary::Abs)
+    }
+    pub fn relu(&self) -> Result<Tensor> {
+        self.unary(Unary::Relu)
+    }
+    pub fn leaky_relu(&self, negative_slope: f64) -> Result<Tensor> {
+        self.unary(Unary::LeakyRelu { negative_slope })
+    }
+    /// GELU with the exact erf form (PyTorch's `approximate="none"`).
+    pub fn gelu(&self) -> Result<Tensor> {
+        self.unary(Unary::Gelu)
+    }
+    /// GELU with the tanh approximation (PyTorch's `approximate="tanh"`).
+    pub fn gelu_tanh(&self) -> Result<Tensor> {
+        self.unary(Unary::GeluTanh)
+    }
+    pub fn silu(&self) -> Result<Tensor> {
+        self.unary(Unary::Silu)
+    }
+    pub fn sigmoid(&self) -> Result<Tensor> {
+        self.unary(Unary::Sigmoid)
+    }
+    /// PyTorch's `softplus` with beta 1 and threshold 20.
+    pub fn softplus(&self) -> Result<Tensor> {
+        self.unary(Unary::Softplus {
+            beta: 1.0,
+            threshold: 20.0,
+        })
+    }
+    pub fn tanh(&self) -> Result<Tensor> {
+        self.unary(Unary::Tanh)
+    }
+    pub fn clamp(&self, min: f64, max: f64) -> Result<Tensor> {
+        if min > max {
+            return Err(crate::Error::invalid(
+                "clamp",
+                format!("min {min} is larger than max {max}"),
+            ));
+        }
+        self.unary(Unary::Clamp { min, max })
+    }
+    pub fn powf(&self, exponent: f64) -> Result<Tensor> {
+        self.unary(Unary::Powf { exponent })
+    }
+    /// `self * scale + shift`.
+    pub fn affine(&self, scale: f64, shift: f64) -> Result<Tensor> {
+        self.unary(Unary::Affine { scale, shift })
+    }
+    pub fn add_scalar(&self, value: f64) -> Result<Tensor> {
+        self.affine(1.0, value)
+    }
+    pub fn mul_scalar(&self, value: f64) -> Result<Tensor> {
+        self.affine(value, 0.0)
+    }
+}
+
+fn op_name(op: Unary) -> &'static str {
+    match op {
+        Unary::Neg => "neg",
+        Unary::Exp => "exp",
+        Unary::Log => "log",
+        Unary::Sqrt => "sqrt",
+        Unary::Abs => "abs",
+        Unary::Relu => "relu",
+        Unary::LeakyRelu { .. } => "leaky_relu",
+        Unary::Gelu => "gelu",
+        Unary::GeluTanh => "gelu_tanh",
+        Unary::Silu => "silu",
+        Unary::Sigmoid => "sigmoid",
+        Unary::Softplus { .. } => "softplus",
+        Unary::Tanh => "tanh",
+        Unary::Clamp { .. } => "clamp",
+        Unary::Powf { .. } => "powf",
+        Unary::Affine { .. } => "affine",
+    }
+}
