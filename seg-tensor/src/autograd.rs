@@ -143,9 +143,7 @@ pub(crate) fn run_backward(root: &Arc<Node>, grad: Tensor) -> Result<Gradients> 
                 .expect("autodiff node lock poisoned")
                 .take()
                 .ok_or_else(|| {
-                    Error::Backward(
-                        "this graph was already differentiated once; run the forward again".into(),
-                    )
+                    Error::Backward("this graph was already differentiated once; run the forward again".into())
                 })?;
             let input_grads = backward.backward(&grad)?;
             drop(grad);

@@ -77,9 +77,7 @@ element!(i64, I64, |x: i64| x as f64, |x: f64| x as i64);
 element!(u8, U8, |x: u8| x as f64, |x: f64| x as u8);
 
 /// The floating-point types ops compute in (f32, f64).
-pub trait Float:
-    Element + num_traits::Float + num_traits::FloatConst + seg_kernels::cpu::gemm::GemmElement
-{
+pub trait Float: Element + num_traits::Float + num_traits::FloatConst + seg_kernels::cpu::gemm::GemmElement {
     /// The error function.
     fn erf(self) -> Self;
 }

@@ -27,11 +27,7 @@ pub enum Error {
     },
 
     #[error("{op}: dimension {dim} is out of range for a tensor of rank {rank}")]
-    DimOutOfRange {
-        op: &'static str,
-        dim: isize,
-        rank: usize,
-    },
+    DimOutOfRange { op: &'static str, dim: isize, rank: usize },
 
     #[error("{op}: {msg}")]
     InvalidArgument { op: &'static str, msg: String },
@@ -52,9 +48,6 @@ pub type Result<T> = std::result::Result<T, Error>;
 impl Error {
     /// A bad argument to `op`, described by `msg`.
     pub fn invalid(op: &'static str, msg: impl Into<String>) -> Self {
-        Error::InvalidArgument {
-            op,
-            msg: msg.into(),
-        }
+        Error::InvalidArgument { op, msg: msg.into() }
     }
 }

@@ -26,11 +26,7 @@ impl Default for GradCheck {
 }
 
 fn weighted_sum(y: &Tensor, g: &Tensor) -> Result<f64> {
-    Ok(y.to_vec_f64()
-        .iter()
-        .zip(g.to_vec_f64())
-        .map(|(a, b)| a * b)
-        .sum())
+    Ok(y.to_vec_f64().iter().zip(g.to_vec_f64()).map(|(a, b)| a * b).sum())
 }
 
 /// Checks autodiff's gradients of `f` at `inputs` (converted to f64) against central differences,
@@ -40,11 +36,7 @@ pub fn check(f: impl Fn(&[Tensor]) -> Result<Tensor>, inputs: &[Tensor]) -> Resu
 }
 
 /// [`check`] with explicit step and tolerances.
-pub fn check_with(
-    f: impl Fn(&[Tensor]) -> Result<Tensor>,
-    inputs: &[Tensor],
-    opts: GradCheck,
-) -> Result<()> {
+pub fn check_with(f: impl Fn(&[Tensor]) -> Result<Tensor>, inputs: &[Tensor], opts: GradCheck) -> Result<()> {
     let leaves: Vec<Tensor> = inputs
         .iter()
         .map(|t| Ok(t.to_dtype(DType::F64)?.requires_grad()))

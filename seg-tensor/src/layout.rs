@@ -92,11 +92,7 @@ impl Layout {
 
     pub fn new(shape: Vec<usize>, strides: Vec<usize>, offset: usize) -> Self {
         debug_assert_eq!(shape.len(), strides.len());
-        Self {
-            shape,
-            strides,
-            offset,
-        }
+        Self { shape, strides, offset }
     }
 
     pub fn shape(&self) -> &[usize] {
@@ -232,9 +228,7 @@ mod tests {
         let l = Layout::contiguous(&[2, 3]).permute(&[1, 0]);
         assert_eq!(l.offsets().collect::<Vec<_>>(), vec![0, 3, 1, 4, 2, 5]);
         assert!(!l.is_contiguous());
-        assert!(Layout::contiguous(&[2, 1, 3])
-            .permute(&[1, 0, 2])
-            .is_contiguous());
+        assert!(Layout::contiguous(&[2, 1, 3]).permute(&[1, 0, 2]).is_contiguous());
     }
 
     #[test]

@@ -34,10 +34,7 @@ mod tests {
         let xs: Vec<f64> = (0..n).map(|i| normal(7, i)).collect();
         let mean = xs.iter().sum::<f64>() / n as f64;
         let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n as f64;
-        assert!(
-            mean.abs() < 0.02 && (var - 1.0).abs() < 0.02,
-            "mean {mean} var {var}"
-        );
+        assert!(mean.abs() < 0.02 && (var - 1.0).abs() < 0.02, "mean {mean} var {var}");
         let us: Vec<f64> = (0..n).map(|i| uniform(3, i)).collect();
         assert!(us.iter().all(|&u| (0.0..1.0).contains(&u)));
         assert!((us.iter().sum::<f64>() / n as f64 - 0.5).abs() < 0.01);

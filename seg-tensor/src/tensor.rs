@@ -57,11 +57,7 @@ impl Tensor {
     /// A dense tensor owning `data` with `shape`.
     pub(crate) fn from_storage(data: CpuStorage, shape: &[usize]) -> Self {
         debug_assert_eq!(data.len(), numel(shape));
-        Self::build(
-            Arc::new(Storage::new(data)),
-            Layout::contiguous(shape),
-            None,
-        )
+        Self::build(Arc::new(Storage::new(data)), Layout::contiguous(shape), None)
     }
 
     /// A tensor of `shape` holding `data` in row-major order.
@@ -147,16 +143,8 @@ impl Tensor {
     }
 
     /// Uniform values in `[low, high)` from `seed`; the same seed gives the same tensor.
-    pub fn rand_uniform(
-        shape: &[usize],
-        low: f64,
-        high: f64,
-        seed: u64,
-        dtype: DType,
-    ) -> Result<Self> {
-        Self::sampled(shape, dtype, |i| {
-            low + (high - low) * crate::random::uniform(seed, i)
-        })
+    pub fn rand_uniform(shape: &[usize], low: f64, high: f64, seed: u64, dtype: DType) -> Result<Self> {
+        Self::sampled(shape, dtype, |i| low + (high - low) * crate::random::uniform(seed, i))
     }
 
     /// Uniform values in `[0, 1)` from `seed`.
@@ -327,18 +315,12 @@ impl Tensor {
     /// Gradients of `sum(self * grad)` with respect to every leaf this tensor depends on.
     pub fn backward_with(&self, grad: &Tensor) -> Result<Gradients> {
         let node = self.0.node.as_ref().ok_or_else(|| {
-            Error::Backward(
-                "this tensor does not depend on any tensor that requires gradients".into(),
-            )
+            Error::Backward("this tensor does not depend on any tensor that requires gradients".into())
         })?;
         if grad.shape() != self.shape() || grad.dtype() != self.dtype() {
             return Err(Error::ShapeMismatch {
                 op: "backward_with",
-                expected: format!(
-                    "a gradient of shape {:?} and dtype {:?}",
-                    self.shape(),
-                    self.dtype()
-                ),
+                expected: format!("a gradient of shape {:?} and dtype {:?}", self.shape(), self.dtype()),
                 found: grad.shape().to_vec(),
             });
         }

@@ -56,13 +56,7 @@ impl MatLayout {
 
 /// Element types the GEMM supports.
 pub trait GemmElement:
-    Copy
-    + Send
-    + Sync
-    + PartialEq
-    + 'static
-    + std::ops::Add<Output = Self>
-    + std::ops::Mul<Output = Self>
+    Copy + Send + Sync + PartialEq + 'static + std::ops::Add<Output = Self> + std::ops::Mul<Output = Self>
 {
     const ZERO: Self;
     const ONE: Self;
@@ -76,20 +70,9 @@ impl GemmElement for f64 {
     const ONE: Self = 1.0;
 }
 
-fn check_shapes(
-    a: &MatLayout,
-    b: &MatLayout,
-    c: &MatLayout,
-    a_len: usize,
-    b_len: usize,
-    c_len: usize,
-) {
+fn check_shapes(a: &MatLayout, b: &MatLayout, c: &MatLayout, a_len: usize, b_len: usize, c_len: usize) {
     assert_eq!(a.cols, b.rows, "gemm: inner dimensions differ");
-    assert_eq!(
-        (c.rows, c.cols),
-        (a.rows, b.cols),
-        "gemm: output shape differs"
-    );
+    assert_eq!((c.rows, c.cols), (a.rows, b.cols), "gemm: output shape differs");
     assert!(
         a.end() <= a_len && b.end() <= b_len && c.end() <= c_len,
         "gemm: view out of bounds"
@@ -167,11 +150,7 @@ pub fn gemm_reference<T: GemmElement>(
                 acc = acc + a[a_layout.at(i, p)] * b[b_layout.at(p, j)];
             }
             let dst = &mut c[c_layout.at(i, j)];
-            *dst = if beta == T::ZERO {
-                acc
-            } else {
-                beta * *dst + acc
-            };
+            *dst = if beta == T::ZERO { acc } else { beta * *dst + acc };
         }
     }
 }

@@ -112,8 +112,7 @@ impl Backward for BinaryBackward {
             let db = self.wants[1].then(|| tensor_from(partial(1), &shape));
             Ok((da, db))
         })?;
-        let reduce =
-            |g: Option<Tensor>, to: &Tensor| g.map(|g| g.sum_to_shape(to.shape())).transpose();
+        let reduce = |g: Option<Tensor>, to: &Tensor| g.map(|g| g.sum_to_shape(to.shape())).transpose();
         Ok(vec![reduce(da, &self.a)?, reduce(db, &self.b)?])
     }
 }

@@ -36,8 +36,6 @@ impl Tensor {
         if !(dtype.is_float() && self.dtype().is_float()) {
             return Ok(out);
         }
-        Ok(Tensor::from_op(out, &[self], |_| CastBackward {
-            from: self.dtype(),
-        }))
+        Ok(Tensor::from_op(out, &[self], |_| CastBackward { from: self.dtype() }))
     }
 }

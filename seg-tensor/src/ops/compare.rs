@@ -19,12 +19,7 @@ impl Tensor {
     fn compare(&self, other: &Tensor, cmp: Cmp) -> Result<Tensor> {
         expect_same_kind("compare", self, other)?;
         let shape = broadcast_shape("compare", self.shape(), other.shape())?;
-        fn run<T: crate::Element>(
-            a: &Tensor,
-            b: &Tensor,
-            shape: &[usize],
-            cmp: Cmp,
-        ) -> Result<Tensor> {
+        fn run<T: crate::Element>(a: &Tensor, b: &Tensor, shape: &[usize], cmp: Cmp) -> Result<Tensor> {
             let a = broadcast_values::<T>(a, shape)?;
             let b = broadcast_values::<T>(b, shape)?;
             let mask = zip_values(&a, &b, |a: T, b: T| {
@@ -93,11 +88,9 @@ impl Tensor {
             Ok(tensor_from::<T>(picked, &shape))
         })?;
         let mask = tensor_from(mask.into_owned(), &shape);
-        Ok(Tensor::from_op(out, &[on_true, on_false], |_| {
-            WhereBackward {
-                mask,
-                shapes: [on_true.shape().to_vec(), on_false.shape().to_vec()],
-            }
+        Ok(Tensor::from_op(out, &[on_true, on_false], |_| WhereBackward {
+            mask,
+            shapes: [on_true.shape().to_vec(), on_false.shape().to_vec()],
         }))
     }
 }
@@ -110,14 +103,8 @@ struct WhereBackward {
 impl Backward for WhereBackward {
     fn backward(self: Box<Self>, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
         let zero = Tensor::zeros(&[], grad.dtype());
-        let on_true = self
-            .mask
-            .where_(grad, &zero)?
-            .sum_to_shape(&self.shapes[0])?;
-        let on_false = self
-            .mask
-            .where_(&zero, grad)?
-            .sum_to_shape(&self.shapes[1])?;
+        let on_true = self.mask.where_(grad, &zero)?.sum_to_shape(&self.shapes[0])?;
+        let on_false = self.mask.where_(&zero, grad)?.sum_to_shape(&self.shapes[1])?;
         Ok(vec![Some(on_true), Some(on_false)])
     }
 }

@@ -15,9 +15,7 @@ impl Backward for CatBackward {
         let mut start = 0;
         let mut grads = Vec::with_capacity(self.sizes.len());
         for &size in &self.sizes {
-            grads.push(Some(
-                grad.narrow(self.dim as isize, start, size)?.contiguous()?,
-            ));
+            grads.push(Some(grad.narrow(self.dim as isize, start, size)?.contiguous()?));
             start += size;
         }
         Ok(grads)
@@ -27,10 +25,7 @@ impl Backward for CatBackward {
 fn cat_values<T: Element>(tensors: &[&Tensor], dim: usize, shape: &[usize]) -> Result<Tensor> {
     let outer: usize = shape[..dim].iter().product();
     let inner: usize = shape[dim + 1..].iter().product();
-    let parts: Vec<_> = tensors
-        .iter()
-        .map(|t| t.values::<T>())
-        .collect::<Result<_>>()?;
+    let parts: Vec<_> = tensors.iter().map(|t| t.values::<T>()).collect::<Result<_>>()?;
     let mut out = Vec::with_capacity(crate::layout::numel(shape));
     for o in 0..outer {
         for (t, part) in tensors.iter().zip(&parts) {
@@ -52,8 +47,8 @@ impl Tensor {
         shape[d] = 0;
         for t in tensors {
             crate::ops::expect_same_kind("cat", first, t)?;
-            let same_rest = t.rank() == first.rank()
-                && (0..t.rank()).all(|i| i == d || t.shape()[i] == first.shape()[i]);
+            let same_rest =
+                t.rank() == first.rank() && (0..t.rank()).all(|i| i == d || t.shape()[i] == first.shape()[i]);
             if !same_rest {
                 return Err(Error::ShapeMismatch {
                     op: "cat",
@@ -65,10 +60,7 @@ impl Tensor {
         }
         let out = with_element!(first.dtype(), T => cat_values::<T>(tensors, d, &shape))?;
         let sizes = tensors.iter().map(|t| t.shape()[d]).collect();
-        Ok(Tensor::from_op(out, tensors, |_| CatBackward {
-            dim: d,
-            sizes,
-        }))
+        Ok(Tensor::from_op(out, tensors, |_| CatBackward { dim: d, sizes }))
     }
 
     /// The tensors (all of one shape) stacked along a new axis `dim` (`torch.stack`).
@@ -83,10 +75,7 @@ impl Tensor {
                 found: t.shape().to_vec(),
             });
         }
-        let unsqueezed: Vec<Tensor> = tensors
-            .iter()
-            .map(|t| t.unsqueeze(dim))
-            .collect::<Result<_>>()?;
+        let unsqueezed: Vec<Tensor> = tensors.iter().map(|t| t.unsqueeze(dim)).collect::<Result<_>>()?;
         Tensor::cat(&unsqueezed.iter().collect::<Vec<_>>(), dim)
     }
 
@@ -97,10 +86,7 @@ impl Tensor {
         if sizes.iter().sum::<usize>() != self.shape()[d] {
             return Err(Error::invalid(
                 "split",
-                format!(
-                    "sizes {sizes:?} do not add up to {} on axis {d}",
-                    self.shape()[d]
-                ),
+                format!("sizes {sizes:?} do not add up to {} on axis {d}", self.shape()[d]),
             ));
         }
         let mut start = 0;
@@ -121,19 +107,14 @@ impl Tensor {
             return Err(Error::invalid("split", "split size must be positive"));
         }
         let n = self.shape()[d];
-        let sizes: Vec<usize> = (0..n.div_ceil(size))
-            .map(|i| size.min(n - i * size))
-            .collect();
+        let sizes: Vec<usize> = (0..n.div_ceil(size)).map(|i| size.min(n - i * size)).collect();
         self.split_sizes(&sizes, dim)
     }
 
     /// At most `chunks` views along `dim` of size `ceil(n / chunks)` (`torch.chunk`).
     pub fn chunk(&self, chunks: usize, dim: isize) -> Result<Vec<Tensor>> {
         if chunks == 0 {
-            return Err(Error::invalid(
-                "chunk",
-                "the number of chunks must be positive",
-            ));
+            return Err(Error::invalid("chunk", "the number of chunks must be positive"));
         }
         let n = self.dim(dim)?;
         self.split(n.div_ceil(chunks).max(1), dim)

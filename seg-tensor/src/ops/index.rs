@@ -18,15 +18,8 @@ fn expect_index(op: &'static str, index: &Tensor) -> Result<()> {
 
 /// For `gather`/`scatter_add`: the flat offset into a dense tensor of `target_shape` for each
 /// position of `index`, with the position's coordinate on `dim` replaced by the index value.
-fn along_dim_offsets(
-    op: &'static str,
-    index: &Tensor,
-    dim: usize,
-    target_shape: &[usize],
-) -> Result<Vec<usize>> {
-    if index.rank() != target_shape.len()
-        || (0..index.rank()).any(|d| d != dim && index.shape()[d] > target_shape[d])
-    {
+fn along_dim_offsets(op: &'static str, index: &Tensor, dim: usize, target_shape: &[usize]) -> Result<Vec<usize>> {
+    if index.rank() != target_shape.len() || (0..index.rank()).any(|d| d != dim && index.shape()[d] > target_shape[d]) {
         return Err(Error::ShapeMismatch {
             op,
             expected: format!(
@@ -81,11 +74,7 @@ enum IndexBackward {
 impl Backward for IndexBackward {
     fn backward(self: Box<Self>, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
         Ok(match *self {
-            IndexBackward::Gather {
-                dim,
-                index,
-                in_shape,
-            } => {
+            IndexBackward::Gather { dim, index, in_shape } => {
                 vec![Some(Tensor::zeros(&in_shape, grad.dtype()).scatter_add(
                     dim as isize,
                     &index,
@@ -95,11 +84,7 @@ impl Backward for IndexBackward {
             IndexBackward::ScatterAdd { dim, index } => {
                 vec![Some(grad.clone()), Some(grad.gather(dim as isize, &index)?)]
             }
-            IndexBackward::IndexSelect {
-                dim,
-                index,
-                in_shape,
-            } => {
+            IndexBackward::IndexSelect { dim, index, in_shape } => {
                 let dx = with_float!(grad.dtype(), "index_select backward", T => {
                     let g = grad.values::<T>()?;
                     let idx = index.values::<i64>()?;
@@ -161,11 +146,9 @@ impl Tensor {
             }
             Ok(tensor_from(out, self.shape()))
         })?;
-        Ok(Tensor::from_op(out, &[self, src], |_| {
-            IndexBackward::ScatterAdd {
-                dim: d,
-                index: index.clone(),
-            }
+        Ok(Tensor::from_op(out, &[self, src], |_| IndexBackward::ScatterAdd {
+            dim: d,
+            index: index.clone(),
         }))
     }
 
@@ -201,12 +184,10 @@ impl Tensor {
             }
             tensor_from(out, &shape)
         });
-        Ok(Tensor::from_op(out, &[self], |_| {
-            IndexBackward::IndexSelect {
-                dim: d,
-                index: index.clone(),
-                in_shape: self.shape().to_vec(),
-            }
+        Ok(Tensor::from_op(out, &[self], |_| IndexBackward::IndexSelect {
+            dim: d,
+            index: index.clone(),
+            in_shape: self.shape().to_vec(),
         }))
     }
 

@@ -21,11 +21,7 @@ fn matrix_offsets(layout: &Layout, batch: &[usize]) -> Vec<usize> {
     let mut shape = batch.to_vec();
     shape.extend_from_slice(&layout.shape()[layout.rank() - 2..]);
     let l = layout.broadcast_to(&shape);
-    let batch_view = Layout::new(
-        batch.to_vec(),
-        l.strides()[..batch.len()].to_vec(),
-        l.offset(),
-    );
+    let batch_view = Layout::new(batch.to_vec(), l.strides()[..batch.len()].to_vec(), l.offset());
     batch_view.offsets().collect()
 }
 
@@ -40,13 +36,7 @@ fn mat_layout(layout: &Layout, offset: usize) -> MatLayout {
     }
 }
 
-fn batched_product<T: Float>(
-    a: &Tensor,
-    b: &Tensor,
-    batch: &[usize],
-    m: usize,
-    n: usize,
-) -> Result<Vec<T>> {
+fn batched_product<T: Float>(a: &Tensor, b: &Tensor, batch: &[usize], m: usize, n: usize) -> Result<Vec<T>> {
     let a_data = T::unwrap(a.storage().cpu()).expect("dtype checked");
     let b_data = T::unwrap(b.storage().cpu()).expect("dtype checked");
     let a_offsets = matrix_offsets(a.layout(), batch);
@@ -72,13 +62,9 @@ fn batched_product<T: Float>(
         );
     };
     if a_offsets.len() > 1 && m * n * k < SMALL_PRODUCT {
-        out.par_chunks_mut(m * n)
-            .enumerate()
-            .for_each(|job| one(job, 1));
+        out.par_chunks_mut(m * n).enumerate().for_each(|job| one(job, 1));
     } else {
-        out.chunks_mut(m * n)
-            .enumerate()
-            .for_each(|job| one(job, threads));
+        out.chunks_mut(m * n).enumerate().for_each(|job| one(job, threads));
     }
     Ok(out)
 }
@@ -145,10 +131,7 @@ impl Tensor {
         expect_float("matmul", self)?;
         expect_same_kind("matmul", self, other)?;
         match (self.rank(), other.rank()) {
-            (0, _) | (_, 0) => Err(Error::invalid(
-                "matmul",
-                "both operands need at least one dimension",
-            )),
+            (0, _) | (_, 0) => Err(Error::invalid("matmul", "both operands need at least one dimension")),
             (1, _) => self.unsqueeze(0)?.matmul(other)?.squeeze(-2),
             (_, 1) => self.matmul(&other.unsqueeze(1)?)?.squeeze(-1),
             (ra, 2) if ra > 2 => {

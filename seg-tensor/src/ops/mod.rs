@@ -52,10 +52,7 @@ pub(crate) fn zip_values<T: Element, U: Element, V: Element>(
 }
 
 /// The elements of `t` broadcast to `shape`, in row-major order (borrowed when nothing moves).
-pub(crate) fn broadcast_values<'a, T: Element>(
-    t: &'a Tensor,
-    shape: &[usize],
-) -> Result<Cow<'a, [T]>> {
+pub(crate) fn broadcast_values<'a, T: Element>(t: &'a Tensor, shape: &[usize]) -> Result<Cow<'a, [T]>> {
     if t.shape() == shape {
         return t.values::<T>();
     }
@@ -65,11 +62,7 @@ pub(crate) fn broadcast_values<'a, T: Element>(
         found: t.dtype(),
     })?;
     Ok(Cow::Owned(
-        t.layout()
-            .broadcast_to(shape)
-            .offsets()
-            .map(|o| data[o])
-            .collect(),
+        t.layout().broadcast_to(shape).offsets().map(|o| data[o]).collect(),
     ))
 }
 

@@ -36,13 +36,7 @@ impl PadMode {
 type AxisMap = Vec<Option<usize>>;
 
 /// Walks all output positions in row-major order with the input offset each reads.
-fn walk(
-    maps: &[AxisMap],
-    strides: &[usize],
-    d: usize,
-    offset: Option<usize>,
-    f: &mut impl FnMut(Option<usize>),
-) {
+fn walk(maps: &[AxisMap], strides: &[usize], d: usize, offset: Option<usize>, f: &mut impl FnMut(Option<usize>)) {
     if d == maps.len() {
         return f(offset);
     }
@@ -92,7 +86,8 @@ impl Backward for RemapBackward {
 impl Tensor {
     fn remap(&self, maps: Vec<AxisMap>, fill: f64) -> Result<Tensor> {
         let shape: Vec<usize> = maps.iter().map(Vec::len).collect();
-        let out = with_element!(self.dtype(), T => tensor_from(remap_values::<T>(self, &maps, T::from_f64(fill))?, &shape));
+        let out =
+            with_element!(self.dtype(), T => tensor_from(remap_values::<T>(self, &maps, T::from_f64(fill))?, &shape));
         if !self.dtype().is_compute_float() {
             return Ok(out);
         }
@@ -108,18 +103,10 @@ impl Tensor {
         if pads.len() % 2 != 0 || pads.len() > 2 * self.rank() {
             return Err(Error::invalid(
                 "pad",
-                format!(
-                    "{} pad values for a tensor of rank {}",
-                    pads.len(),
-                    self.rank()
-                ),
+                format!("{} pad values for a tensor of rank {}", pads.len(), self.rank()),
             ));
         }
-        let mut maps: Vec<AxisMap> = self
-            .shape()
-            .iter()
-            .map(|&n| (0..n).map(Some).collect())
-            .collect();
+        let mut maps: Vec<AxisMap> = self.shape().iter().map(|&n| (0..n).map(Some).collect()).collect();
         for (pair, d) in pads.chunks(2).zip((0..self.rank()).rev()) {
             let (n, before, after) = (self.shape()[d] as isize, pair[0], pair[1]);
             let len = n + before + after;
@@ -162,15 +149,9 @@ impl Tensor {
     pub fn roll(&self, shifts: &[isize], dims: &[isize]) -> Result<Tensor> {
         if dims.is_empty() {
             if shifts.len() != 1 {
-                return Err(Error::invalid(
-                    "roll",
-                    "without dims, exactly one shift is needed",
-                ));
+                return Err(Error::invalid("roll", "without dims, exactly one shift is needed"));
             }
-            return self
-                .flatten(0, -1)?
-                .roll(shifts, &[0])?
-                .reshape(self.shape());
+            return self.flatten(0, -1)?.roll(shifts, &[0])?.reshape(self.shape());
         }
         if shifts.len() != dims.len() {
             return Err(Error::invalid(
@@ -179,16 +160,10 @@ impl Tensor {
             ));
         }
         let dims = normalize_dims("roll", dims, self.rank())?;
-        let mut maps: Vec<AxisMap> = self
-            .shape()
-            .iter()
-            .map(|&n| (0..n).map(Some).collect())
-            .collect();
+        let mut maps: Vec<AxisMap> = self.shape().iter().map(|&n| (0..n).map(Some).collect()).collect();
         for (&d, &s) in dims.iter().zip(shifts) {
             let n = self.shape()[d] as isize;
-            maps[d] = (0..n)
-                .map(|o| Some((o - s).rem_euclid(n.max(1)) as usize))
-                .collect();
+            maps[d] = (0..n).map(|o| Some((o - s).rem_euclid(n.max(1)) as usize)).collect();
         }
         self.remap(maps, 0.0)
     }

@@ -21,11 +21,7 @@ struct Blocks<'a, T: Clone> {
     drop_shape: Vec<usize>,
 }
 
-fn blocks<'a, T: Element>(
-    t: &'a Tensor,
-    op: &'static str,
-    dims: &[isize],
-) -> Result<Blocks<'a, T>> {
+fn blocks<'a, T: Element>(t: &'a Tensor, op: &'static str, dims: &[isize]) -> Result<Blocks<'a, T>> {
     let reduced = if dims.is_empty() {
         (0..t.rank()).collect()
     } else {
@@ -43,13 +39,7 @@ fn blocks<'a, T: Element>(
         t.values::<T>()?
     } else {
         let data = T::unwrap(t.storage().cpu()).expect("dtype checked by the caller");
-        Cow::Owned(
-            t.layout()
-                .permute(&order)
-                .offsets()
-                .map(|o| data[o])
-                .collect(),
-        )
+        Cow::Owned(t.layout().permute(&order).offsets().map(|o| data[o]).collect())
     };
     Ok(Blocks {
         values,
@@ -63,9 +53,7 @@ impl<T: Element> Blocks<'_, T> {
     /// `f` of each block, in parallel over blocks when there are many values.
     fn map<U: Send>(&self, f: impl Fn(&[T]) -> U + Sync + Send) -> Vec<U> {
         if self.block == 0 {
-            return (0..crate::layout::numel(&self.drop_shape))
-                .map(|_| f(&[]))
-                .collect();
+            return (0..crate::layout::numel(&self.drop_shape)).map(|_| f(&[])).collect();
         }
         if self.values.len() < 1 << 15 {
             self.values.chunks(self.block).map(f).collect()
@@ -157,10 +145,7 @@ impl Backward for ReduceBackward {
                 in_shape,
                 scale,
             } => {
-                let g = grad
-                    .reshape(&keep_shape)?
-                    .broadcast_to(&in_shape)?
-                    .contiguous()?;
+                let g = grad.reshape(&keep_shape)?.broadcast_to(&in_shape)?.contiguous()?;
                 if scale == 1.0 {
                     g
                 } else {
@@ -176,9 +161,7 @@ impl Backward for ReduceBackward {
                 .sub(&mean)?
                 .mul(&grad.reshape(&keep_shape)?)?
                 .mul_scalar(2.0 / denom)?,
-            ReduceBackward::LogSumExp { x, lse, keep_shape } => {
-                x.sub(&lse)?.exp()?.mul(&grad.reshape(&keep_shape)?)?
-            }
+            ReduceBackward::LogSumExp { x, lse, keep_shape } => x.sub(&lse)?.exp()?.mul(&grad.reshape(&keep_shape)?)?,
             ReduceBackward::Select {
                 dim,
                 indices,
@@ -215,13 +198,7 @@ impl Tensor {
         self.mean(&[], false)
     }
 
-    fn scaled_sum(
-        &self,
-        op: &'static str,
-        dims: &[isize],
-        keepdim: bool,
-        mean: bool,
-    ) -> Result<Tensor> {
+    fn scaled_sum(&self, op: &'static str, dims: &[isize], keepdim: bool, mean: bool) -> Result<Tensor> {
         expect_float(op, self)?;
         let (out, keep_shape, count) = with_float!(self.dtype(), op, T => {
             let b = blocks::<T>(self, op, dims)?;
@@ -274,22 +251,14 @@ impl Tensor {
             Ok((tensor_from(lse, b.out_shape(keepdim)), b.keep_shape.clone()))
         })?;
         let lse = out.reshape(&keep_shape)?;
-        Ok(Tensor::from_op(out, &[self], |_| {
-            ReduceBackward::LogSumExp {
-                x: self.detach(),
-                lse,
-                keep_shape,
-            }
+        Ok(Tensor::from_op(out, &[self], |_| ReduceBackward::LogSumExp {
+            x: self.detach(),
+            lse,
+            keep_shape,
         }))
     }
 
-    fn extreme(
-        &self,
-        op: &'static str,
-        dim: isize,
-        keepdim: bool,
-        largest: bool,
-    ) -> Result<(Tensor, Tensor)> {
+    fn extreme(&self, op: &'static str, dim: isize, keepdim: bool, largest: bool) -> Result<(Tensor, Tensor)> {
         let d = normalize_dim(op, dim, self.rank().max(1))?;
         fn run<T: Element>(
             t: &Tensor,
@@ -300,26 +269,14 @@ impl Tensor {
         ) -> Result<(Tensor, Tensor, Vec<usize>)> {
             let b = blocks::<T>(t, op, &[d as isize])?;
             if b.block == 0 {
-                return Err(crate::Error::invalid(
-                    op,
-                    format!("cannot reduce the empty axis {d}"),
-                ));
+                return Err(crate::Error::invalid(op, format!("cannot reduce the empty axis {d}")));
             }
-            let (idx, vals): (Vec<i64>, Vec<T>) =
-                b.map(|xs| arg_extreme(xs, largest)).into_iter().unzip();
+            let (idx, vals): (Vec<i64>, Vec<T>) = b.map(|xs| arg_extreme(xs, largest)).into_iter().unzip();
             let shape = b.out_shape(keepdim);
-            Ok((
-                tensor_from(vals, shape),
-                tensor_from(idx, shape),
-                b.keep_shape.clone(),
-            ))
+            Ok((tensor_from(vals, shape), tensor_from(idx, shape), b.keep_shape.clone()))
         }
         let scalar = self.rank() == 0;
-        let x = if scalar {
-            self.reshape(&[1])?
-        } else {
-            self.clone()
-        };
+        let x = if scalar { self.reshape(&[1])? } else { self.clone() };
         let (values, indices, keep_shape) = match self.dtype() {
             DType::F32 => run::<f32>(&x, op, d, keepdim, largest),
             DType::F64 => run::<f64>(&x, op, d, keepdim, largest),

@@ -71,9 +71,7 @@ impl Unary {
                 }
             }
             Unary::Gelu => c(0.5) * x * (one + (x * c(std::f64::consts::FRAC_1_SQRT_2)).erf()),
-            Unary::GeluTanh => {
-                c(0.5) * x * (one + (c(SQRT_2_OVER_PI) * (x + c(GELU_TANH_C) * x * x * x)).tanh())
-            }
+            Unary::GeluTanh => c(0.5) * x * (one + (c(SQRT_2_OVER_PI) * (x + c(GELU_TANH_C) * x * x * x)).tanh()),
             Unary::Silu => x / (one + (-x).exp()),
             Unary::Sigmoid => one / (one + (-x).exp()),
             Unary::Softplus { beta, threshold } => {

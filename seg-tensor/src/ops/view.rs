@@ -11,11 +11,7 @@ enum ViewBackward {
     Reshape(Vec<usize>),
     Permute(Vec<isize>),
     SumTo(Vec<usize>),
-    Narrow {
-        dim: usize,
-        start: usize,
-        size: usize,
-    },
+    Narrow { dim: usize, start: usize, size: usize },
     Identity,
 }
 
@@ -54,11 +50,7 @@ fn infer_shape(requested: &[isize], numel_in: usize, found: &[usize]) -> Result<
     if unknown.len() > 1 || requested.iter().any(|&d| d < -1) {
         return Err(bad());
     }
-    let known: usize = requested
-        .iter()
-        .filter(|&&d| d >= 0)
-        .map(|&d| d as usize)
-        .product();
+    let known: usize = requested.iter().filter(|&&d| d >= 0).map(|&d| d as usize).product();
     let mut shape: Vec<usize> = requested.iter().map(|&d| d.max(0) as usize).collect();
     if let Some(&i) = unknown.first() {
         if known == 0 || numel_in % known != 0 {
@@ -169,19 +161,8 @@ impl Tensor {
         let l = self.layout();
         let mut shape = l.shape().to_vec();
         shape[d] = len;
-        let layout = Layout::new(
-            shape,
-            l.strides().to_vec(),
-            l.offset() + start * l.strides()[d],
-        );
-        Ok(self.view_op(
-            layout,
-            ViewBackward::Narrow {
-                dim: d,
-                start,
-                size,
-            },
-        ))
+        let layout = Layout::new(shape, l.strides().to_vec(), l.offset() + start * l.strides()[d]);
+        Ok(self.view_op(layout, ViewBackward::Narrow { dim: d, start, size }))
     }
 
     /// The tensor broadcast to `shape` under NumPy's rules (a view with stride 0 on repeated axes).
@@ -207,10 +188,7 @@ impl Tensor {
         let pad = shape.len().checked_sub(self.rank()).ok_or_else(|| {
             Error::invalid(
                 "expand",
-                format!(
-                    "cannot expand shape {:?} to fewer axes {shape:?}",
-                    self.shape()
-                ),
+                format!("cannot expand shape {:?} to fewer axes {shape:?}", self.shape()),
             )
         })?;
         let target: Vec<usize> = shape
@@ -251,8 +229,7 @@ impl Tensor {
         if self.is_contiguous() {
             return Ok(self.clone());
         }
-        let out =
-            crate::with_element!(self.dtype(), T => tensor_from(self.to_vec::<T>()?, self.shape()));
+        let out = crate::with_element!(self.dtype(), T => tensor_from(self.to_vec::<T>()?, self.shape()));
         Ok(Tensor::from_op(out, &[self], |_| ViewBackward::Identity))
     }
 }
@@ -271,10 +248,7 @@ mod tests {
         let p = x.permute(&[2, 0, 1]).unwrap();
         assert_eq!(p.shape(), &[4, 2, 3]);
         assert!(std::sync::Arc::ptr_eq(p.storage(), x.storage()));
-        assert_eq!(
-            p.to_vec::<f32>().unwrap()[..6],
-            [0.0, 4.0, 8.0, 12.0, 16.0, 20.0]
-        );
+        assert_eq!(p.to_vec::<f32>().unwrap()[..6], [0.0, 4.0, 8.0, 12.0, 16.0, 20.0]);
         let n = x.narrow(2, 1, 2).unwrap();
         assert_eq!(
             n.to_vec::<f32>().unwrap(),
@@ -288,10 +262,7 @@ mod tests {
         assert_eq!(x.view(&[-1, 4]).unwrap().shape(), &[6, 4]);
         assert!(x.view(&[-1, 5]).is_err());
         assert_eq!(x.unsqueeze(-1).unwrap().shape(), &[2, 3, 4, 1]);
-        assert_eq!(
-            x.unsqueeze(-1).unwrap().squeeze(3).unwrap().shape(),
-            &[2, 3, 4]
-        );
+        assert_eq!(x.unsqueeze(-1).unwrap().squeeze(3).unwrap().shape(), &[2, 3, 4]);
         assert_eq!(x.flatten(1, -1).unwrap().shape(), &[2, 12]);
     }
 }
