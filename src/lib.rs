@@ -1,1 +1,23 @@
+//! `seg`: tensors, autodiff and hand-written kernels for 3D medical image segmentation.
+//!
+//! This facade re-exports the workspace crates and hosts the `seg` command-line program's library
+//! parts (the conformance runner).
+//!
+//! ```
+//! use seg::{DType, Tensor};
+//!
+//! # fn main() -> seg::Result<()> {
+//! let x = Tensor::randn(&[2, 3], 0, DType::F32)?.requires_grad();
+//! let y = x.mul(&x)?.sum_all()?; // y = sum(x^2)
+//! let grads = y.backward()?;
+//! let dx = grads.get(&x).unwrap().to_vec::<f32>()?;
+//! let twice_x: Vec<f32> = x.to_vec::<f32>()?.iter().map(|v| 2.0 * v).collect();
+//! assert_eq!(dx, twice_x);
+//! # Ok(())
+//! # }
+//! ```
 
+pub mod conformance;
+
+pub use seg_kernels as kernels;
+pub use seg_tensor::*;

@@ -1,0 +1,82 @@
+//! The conformance runner's op table: fixture op name and parameters to `seg` calls.
+
+use std::collections::BTreeMap;
+
+use super::{Case, Params};
+use crate::{Error, PadMode, Result, Tensor};
+
+type Tensors = BTreeMap<String, Tensor>;
+
+fn input<'a>(inputs: &'a Tensors, name: &str) -> Result<&'a Tensor> {
+    inputs
+        .get(name)
+        .ok_or_else(|| Error::invalid("conformance", format!("the case has no input in.{name}")))
+}
+
+fn required_ints(params: &Params, key: &str) -> Result<Vec<isize>> {
+    params
+        .ints(key)?
+        .ok_or_else(|| Error::invalid("conformance", format!("parameter {key:?} is missing")))
+}
+
+/// The reduced dims of a `sum`/`mean` case: `dims` or `dim`, all axes when absent.
+fn reduce_dims(params: &Params) -> Result<Vec<isize>> {
+    Ok(match params.ints("dims")? {
+        Some(d) => d,
+        None => params.ints("dim")?.unwrap_or_default(),
+    })
+}
+
+/// Computes the outputs of `case` (named as its `out.*` tensors) from the given inputs and module
+/// parameters, recording autodiff when they track gradients.
+pub(super) fn forward(case: &Case, inputs: &Tensors, _module_params: &Tensors) -> Result<Tensors> {
+    let p = &case.params;
+    let x = || input(inputs, "x");
+    let (a, b) = (|| input(inputs, "a"), || input(inputs, "b"));
+    let y = match case.op.as_str() {
+        "relu" => x()?.relu()?,
+        "leaky_relu" => x()?.leaky_relu(p.f64_or("negative_slope", 0.01)?)?,
+        "gelu" => match p.str_or("approximate", "none")? {
+            "none" => x()?.gelu()?,
+            "tanh" => x()?.gelu_tanh()?,
+            other => return Err(Error::invalid("gelu", format!("unknown approximate {other:?}"))),
+        },
+        "silu" => x()?.silu()?,
+        "sigmoid" => x()?.sigmoid()?,
+        "softplus" => x()?.unary(crate::Unary::Softplus {
+            beta: p.f64_or("beta", 1.0)?,
+            threshold: p.f64_or("threshold", 20.0)?,
+        })?,
+        "tanh" => x()?.tanh()?,
+        "exp" => x()?.exp()?,
+        "log_abs1" => x()?.abs()?.add_scalar(1.0)?.log()?,
+        "softmax" => x()?.softmax(p.int("dim")?.unwrap_or(-1))?,
+        "log_softmax" => x()?.log_softmax(p.int("dim")?.unwrap_or(-1))?,
+        "matmul" => a()?.matmul(b()?)?,
+        "linear" => x()?.linear(input(inputs, "weight")?, inputs.get("bias"))?,
+        "add" => a()?.add(b()?)?,
+        "sub" => a()?.sub(b()?)?,
+        "mul" => a()?.mul(b()?)?,
+        "div" => a()?.div(b()?)?,
+        "sum" => x()?.sum(&reduce_dims(p)?, p.bool_or("keepdim", false)?)?,
+        "mean" => x()?.mean(&reduce_dims(p)?, p.bool_or("keepdim", false)?)?,
+        "max" => match p.int("dim")? {
+            Some(dim) => x()?.max_dim(dim, p.bool_or("keepdim", false)?)?.0,
+            None => x()?.flatten(0, -1)?.max_dim(0, false)?.0,
+        },
+        "permute" => x()?.permute(&required_ints(p, "dims")?)?,
+        "cat" => {
+            // Inputs in name order: a, b, c, ...
+            let parts: Vec<&Tensor> = inputs.values().collect();
+            Tensor::cat(&parts, p.int("dim")?.unwrap_or(0))?
+        }
+        "pad" => x()?.pad(
+            &required_ints(p, "pad")?,
+            PadMode::parse(p.str_or("mode", "constant")?)?,
+            p.f64_or("value", 0.0)?,
+        )?,
+        "roll" => x()?.roll(&required_ints(p, "shifts")?, &p.ints("dims")?.unwrap_or_default())?,
+        other => return Err(Error::invalid("conformance", format!("unsupported op {other:?}"))),
+    };
+    Ok(BTreeMap::from([("y".to_string(), y)]))
+}

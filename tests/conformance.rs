@@ -1,0 +1,79 @@
+//! Runs the conformance runner over the fixtures kept in the repository: every case of an op `seg`
+//! implements must pass, and every other case must fail as unsupported (never pass by accident or
+//! be skipped).
+
+use std::path::Path;
+
+use seg::conformance::{run_dir, Outcome};
+
+/// The fixture ops implemented so far.
+const IMPLEMENTED: &[&str] = &[
+    "relu",
+    "leaky_relu",
+    "gelu",
+    "silu",
+    "sigmoid",
+    "softplus",
+    "tanh",
+    "exp",
+    "log_abs1",
+    "softmax",
+    "log_softmax",
+    "matmul",
+    "linear",
+    "add",
+    "mul",
+    "div",
+    "sum",
+    "mean",
+    "max",
+    "permute",
+    "cat",
+    "pad",
+    "roll",
+];
+
+#[test]
+fn every_case_of_an_implemented_op_passes() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let reports = run_dir(&dir, |_| {}).expect("fixture directory is readable");
+    assert!(
+        reports.len() >= 80,
+        "only {} fixtures found in {}",
+        reports.len(),
+        dir.display()
+    );
+    let mut checked = 0;
+    for r in &reports {
+        if IMPLEMENTED.contains(&r.op.as_str()) {
+            assert!(matches!(r.outcome, Outcome::Pass { .. }), "{r}");
+            checked += 1;
+        } else {
+            assert!(
+                matches!(&r.outcome, Outcome::Fail(reason) if reason.contains("unsupported op")),
+                "{r}"
+            );
+        }
+    }
+    let ops_seen = IMPLEMENTED
+        .iter()
+        .filter(|op| reports.iter().any(|r| r.op == **op))
+        .count();
+    assert_eq!(ops_seen, IMPLEMENTED.len(), "a listed op has no fixture");
+    assert!(checked >= 27, "{checked} cases checked");
+}
+
+#[test]
+fn malformed_fixture_is_a_failed_case_not_a_panic() {
+    let dir = std::env::temp_dir().join(format!("seg-conformance-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("truncated.safetensors"),
+        b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":",
+    )
+    .unwrap();
+    let reports = run_dir(&dir, |_| {}).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(reports.len(), 1);
+    assert!(matches!(&reports[0].outcome, Outcome::Fail(reason) if reason.contains("unreadable fixture")));
+}
