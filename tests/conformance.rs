@@ -77,3 +77,37 @@ fn malformed_fixture_is_a_failed_case_not_a_panic() {
     assert_eq!(reports.len(), 1);
     assert!(matches!(&reports[0].outcome, Outcome::Fail(reason) if reason.contains("unreadable fixture")));
 }
+
+#[test]
+fn extra_cases_with_other_shapes_and_parameters_pass() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures-extra");
+    let reports = run_dir(&dir, |_| {}).expect("fixture directory is readable");
+    assert!(reports.len() >= 25, "only {} extra fixtures", reports.len());
+    for r in &reports {
+        assert!(matches!(r.outcome, Outcome::Pass { .. }), "{r}");
+    }
+}
+
+#[test]
+fn the_cli_prints_one_line_per_case_and_the_count() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures-extra");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_seg"))
+        .arg("conformance")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    let n = lines.len() - 1;
+    assert!(lines[..n].iter().all(|l| l.starts_with("PASS ")), "{stdout}");
+    assert_eq!(lines[n], format!("{n} passed, 0 failed"));
+    assert!(out.status.success());
+
+    let all = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_seg"))
+        .arg("conformance")
+        .arg(&all)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "unsupported ops must fail the run");
+}

@@ -1,1 +1,80 @@
-fn main() {}
+//! The `seg` benchmark suite: one JSON line per case, `{"name", "ms", "gflop"}`, named as in
+//! `torch_baseline.py` (and `benches/torch_extra.py` for the cases added here) so that both can be
+//! compared case by case in one sitting.
+//!
+//!     cargo run --release -p seg-bench -- [--only SUBSTRING]
+
+use std::time::Instant;
+
+use seg_tensor::{DType, Result, Tensor};
+
+/// A benchmark case: its name, its useful work in GFLOP, and a closure that prepares inputs and
+/// returns the timed body.
+struct Case {
+    name: String,
+    gflop: Option<f64>,
+    prepare: Box<dyn Fn() -> Result<Box<dyn FnMut() -> Result<()>>>>,
+}
+
+fn matmul_case(n: usize) -> Case {
+    Case {
+        name: format!("matmul_f32_{n}"),
+        gflop: Some(2.0 * (n * n * n) as f64 / 1e9),
+        prepare: Box::new(move || {
+            let a = Tensor::randn(&[n, n], 1, DType::F32)?;
+            let b = Tensor::randn(&[n, n], 2, DType::F32)?;
+            Ok(Box::new(move || a.matmul(&b).map(drop)))
+        }),
+    }
+}
+
+fn cases() -> Vec<Case> {
+    vec![matmul_case(1024), matmul_case(2048)]
+}
+
+/// Median wall time in ms of the timed body: 2 warm-ups, then at least 5 repetitions (3 for cases
+/// over a second).
+fn measure(body: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
+    let mut times = Vec::new();
+    for i in 0..7 {
+        let start = Instant::now();
+        body()?;
+        let ms = start.elapsed().as_secs_f64() * 1e3;
+        if i >= 2 {
+            times.push(ms);
+        }
+        if i == 2 && ms > 1000.0 {
+            break;
+        }
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let only = match args.as_slice() {
+        [] => None,
+        [flag, pattern] if flag == "--only" => Some(pattern.clone()),
+        _ => {
+            eprintln!("usage: seg-bench [--only SUBSTRING]");
+            std::process::exit(2);
+        }
+    };
+    for case in cases() {
+        if only.as_ref().is_some_and(|p| !case.name.contains(p.as_str())) {
+            continue;
+        }
+        let result = (case.prepare)().and_then(|mut body| measure(&mut *body));
+        match result {
+            Ok(ms) => println!(
+                "{}",
+                serde_json::json!({"name": case.name, "ms": (ms * 1000.0).round() / 1000.0, "gflop": case.gflop})
+            ),
+            Err(e) => {
+                eprintln!("{}: {e}", case.name);
+                std::process::exit(1);
+            }
+        }
+    }
+}

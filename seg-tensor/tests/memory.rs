@@ -20,7 +20,10 @@ fn backward_of_a_deep_chain_frees_saved_tensors_as_it_goes() {
     let loss = y.sum_all().unwrap();
     drop(y);
     let after_forward = memory::live_bytes();
-    assert!(after_forward >= DEPTH * bytes, "forward keeps {after_forward} bytes, expected the saved inputs");
+    assert!(
+        after_forward >= DEPTH * bytes,
+        "forward keeps {after_forward} bytes, expected the saved inputs"
+    );
 
     memory::reset_peak();
     let grads = loss.backward().unwrap();
@@ -37,7 +40,13 @@ fn backward_of_a_deep_chain_frees_saved_tensors_as_it_goes() {
         peak as f64 / (1 << 20) as f64,
         after_backward as f64 / (1 << 20) as f64
     );
-    assert!(peak <= after_forward + 3 * bytes, "peak {peak} vs forward {after_forward}");
-    assert!(after_backward <= 3 * bytes, "{after_backward} bytes still alive after backward");
+    assert!(
+        peak <= after_forward + 3 * bytes,
+        "peak {peak} vs forward {after_forward}"
+    );
+    assert!(
+        after_backward <= 3 * bytes,
+        "{after_backward} bytes still alive after backward"
+    );
     assert_eq!(grads.get(&x).unwrap().shape(), &[N]);
 }

@@ -132,6 +132,7 @@ impl Tensor {
         expect_same_kind("matmul", self, other)?;
         match (self.rank(), other.rank()) {
             (0, _) | (_, 0) => Err(Error::invalid("matmul", "both operands need at least one dimension")),
+            (1, 1) => self.unsqueeze(0)?.batched_matmul(&other.unsqueeze(1)?)?.reshape(&[]),
             (1, _) => self.unsqueeze(0)?.matmul(other)?.squeeze(-2),
             (_, 1) => self.matmul(&other.unsqueeze(1)?)?.squeeze(-1),
             (ra, 2) if ra > 2 => {

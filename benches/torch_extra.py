@@ -1,0 +1,47 @@
+#!/usr/bin/env python3
+"""PyTorch timings for the suite cases that seg adds beyond ../shared/bench/torch_baseline.py.
+
+Same JSON lines and the same timing rule as seg-bench (median of 5 after 2 warm-ups).
+    python3 benches/torch_extra.py [--only SUBSTRING] [--threads N]
+"""
+import argparse
+import json
+import time
+
+import torch
+
+
+def measure(body):
+    times = []
+    for i in range(7):
+        start = time.perf_counter()
+        body()
+        ms = (time.perf_counter() - start) * 1e3
+        if i >= 2:
+            times.append(ms)
+        if i == 2 and ms > 1000:
+            break
+    times.sort()
+    return times[len(times) // 2]
+
+
+def matmul_case(n):
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(n, n, generator=g)
+    b = torch.randn(n, n, generator=g)
+    return f"matmul_f32_{n}", 2 * n**3 / 1e9, lambda: torch.matmul(a, b)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--only", default="")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    for name, gflop, body in [matmul_case(1024), matmul_case(2048)]:
+        if args.only in name:
+            print(json.dumps({"name": name, "ms": round(measure(body), 3), "gflop": gflop}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
