@@ -8,12 +8,15 @@ use std::time::Instant;
 
 use seg_tensor::{DType, Result, Tensor};
 
+/// The timed body of a case.
+type Body = Box<dyn FnMut() -> Result<()>>;
+
 /// A benchmark case: its name, its useful work in GFLOP, and a closure that prepares inputs and
 /// returns the timed body.
 struct Case {
     name: String,
     gflop: Option<f64>,
-    prepare: Box<dyn Fn() -> Result<Box<dyn FnMut() -> Result<()>>>>,
+    prepare: Box<dyn Fn() -> Result<Body>>,
 }
 
 fn matmul_case(n: usize) -> Case {

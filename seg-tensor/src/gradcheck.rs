@@ -60,7 +60,7 @@ pub fn check_with(f: impl Fn(&[Tensor]) -> Result<Tensor>, inputs: &[Tensor], op
             };
             let numeric = (loss_at(opts.step)? - loss_at(-opts.step)?) / (2.0 * opts.step);
             let err = (analytic[i] - numeric).abs();
-            if !(err <= opts.atol + opts.rtol * numeric.abs()) {
+            if err.is_nan() || err > opts.atol + opts.rtol * numeric.abs() {
                 return Err(Error::Backward(format!(
                     "gradient check failed for input {n} element {i}: autodiff {} vs finite difference {numeric}",
                     analytic[i]

@@ -54,6 +54,20 @@ impl MatLayout {
     }
 }
 
+/// A matrix to read: a buffer and the layout of the matrix inside it.
+#[derive(Clone, Copy, Debug)]
+pub struct MatRef<'a, T> {
+    pub data: &'a [T],
+    pub layout: MatLayout,
+}
+
+/// A matrix to write: a buffer and the layout of the matrix inside it.
+#[derive(Debug)]
+pub struct MatMut<'a, T> {
+    pub data: &'a mut [T],
+    pub layout: MatLayout,
+}
+
 /// Element types the GEMM supports.
 pub trait GemmElement:
     Copy + Send + Sync + PartialEq + 'static + std::ops::Add<Output = Self> + std::ops::Mul<Output = Self>
@@ -70,11 +84,12 @@ impl GemmElement for f64 {
     const ONE: Self = 1.0;
 }
 
-fn check_shapes(a: &MatLayout, b: &MatLayout, c: &MatLayout, a_len: usize, b_len: usize, c_len: usize) {
-    assert_eq!(a.cols, b.rows, "gemm: inner dimensions differ");
-    assert_eq!((c.rows, c.cols), (a.rows, b.cols), "gemm: output shape differs");
+fn check_shapes<T>(a: &MatRef<T>, b: &MatRef<T>, c: &MatMut<T>) {
+    let (al, bl, cl) = (a.layout, b.layout, c.layout);
+    assert_eq!(al.cols, bl.rows, "gemm: inner dimensions differ");
+    assert_eq!((cl.rows, cl.cols), (al.rows, bl.cols), "gemm: output shape differs");
     assert!(
-        a.end() <= a_len && b.end() <= b_len && c.end() <= c_len,
+        al.end() <= a.data.len() && bl.end() <= b.data.len() && cl.end() <= c.data.len(),
         "gemm: view out of bounds"
     );
 }
@@ -84,17 +99,9 @@ fn check_shapes(a: &MatLayout, b: &MatLayout, c: &MatLayout, a_len: usize, b_len
 ///
 /// Panics when the layouts disagree with each other or with the buffers (an internal invariant:
 /// `seg-tensor` checks user shapes before calling).
-pub fn gemm<T: GemmElement>(
-    a: &[T],
-    a_layout: MatLayout,
-    b: &[T],
-    b_layout: MatLayout,
-    c: &mut [T],
-    c_layout: MatLayout,
-    beta: T,
-    threads: usize,
-) {
-    check_shapes(&a_layout, &b_layout, &c_layout, a.len(), b.len(), c.len());
+pub fn gemm<T: GemmElement>(a: MatRef<T>, b: MatRef<T>, c: MatMut<T>, beta: T, threads: usize) {
+    check_shapes(&a, &b, &c);
+    let (a_layout, b_layout, c_layout) = (a.layout, b.layout, c.layout);
     let (m, n, k) = (c_layout.rows, c_layout.cols, a_layout.cols);
     if m == 0 || n == 0 {
         return;
@@ -112,14 +119,14 @@ pub fn gemm<T: GemmElement>(
             m,
             n,
             k,
-            c.as_mut_ptr().add(c_layout.offset),
+            c.data.as_mut_ptr().add(c_layout.offset),
             c_layout.col_stride as isize,
             c_layout.row_stride as isize,
             read_dst,
-            a.as_ptr().add(a_layout.offset),
+            a.data.as_ptr().add(a_layout.offset),
             a_layout.col_stride as isize,
             a_layout.row_stride as isize,
-            b.as_ptr().add(b_layout.offset),
+            b.data.as_ptr().add(b_layout.offset),
             b_layout.col_stride as isize,
             b_layout.row_stride as isize,
             beta,
@@ -133,23 +140,15 @@ pub fn gemm<T: GemmElement>(
 }
 
 /// The triple loop `C = beta * C + A B`, accumulated in `T` in order `p = 0, 1, ...`.
-pub fn gemm_reference<T: GemmElement>(
-    a: &[T],
-    a_layout: MatLayout,
-    b: &[T],
-    b_layout: MatLayout,
-    c: &mut [T],
-    c_layout: MatLayout,
-    beta: T,
-) {
-    check_shapes(&a_layout, &b_layout, &c_layout, a.len(), b.len(), c.len());
-    for i in 0..c_layout.rows {
-        for j in 0..c_layout.cols {
+pub fn gemm_reference<T: GemmElement>(a: MatRef<T>, b: MatRef<T>, c: MatMut<T>, beta: T) {
+    check_shapes(&a, &b, &c);
+    for i in 0..c.layout.rows {
+        for j in 0..c.layout.cols {
             let mut acc = T::ZERO;
-            for p in 0..a_layout.cols {
-                acc = acc + a[a_layout.at(i, p)] * b[b_layout.at(p, j)];
+            for p in 0..a.layout.cols {
+                acc = acc + a.data[a.layout.at(i, p)] * b.data[b.layout.at(p, j)];
             }
-            let dst = &mut c[c_layout.at(i, j)];
+            let dst = &mut c.data[c.layout.at(i, j)];
             *dst = if beta == T::ZERO { acc } else { beta * *dst + acc };
         }
     }
@@ -178,8 +177,9 @@ mod tests {
             let b = values(k * n + 1, 2);
             let mut fast = values(m * n + 2, 3);
             let mut slow = fast.clone();
-            gemm(&a, a_layout, &b, b_layout, &mut fast, c_layout, beta, 2);
-            gemm_reference(&a, a_layout, &b, b_layout, &mut slow, c_layout, beta);
+            let (a, b) = (MatRef { data: &a, layout: a_layout }, MatRef { data: &b, layout: b_layout });
+            gemm(a, b, MatMut { data: &mut fast, layout: c_layout }, beta, 2);
+            gemm_reference(a, b, MatMut { data: &mut slow, layout: c_layout }, beta);
             for (x, y) in fast.iter().zip(&slow) {
                 prop_assert!((x - y).abs() <= 1e-12 * (1.0 + y.abs()), "{x} vs {y}");
             }
@@ -191,7 +191,20 @@ mod tests {
         let a = [1.0f32, 2.0, 3.0, 4.0];
         let mut c = [f32::NAN; 4];
         let l = MatLayout::row_major(2, 2, 0);
-        gemm(&a, l, &a, l, &mut c, l, 0.0, 1);
+        let a = MatRef {
+            data: &a[..],
+            layout: l,
+        };
+        gemm(
+            a,
+            a,
+            MatMut {
+                data: &mut c,
+                layout: l,
+            },
+            0.0,
+            1,
+        );
         assert_eq!(c, [7.0, 10.0, 15.0, 22.0]);
     }
 }

@@ -95,7 +95,7 @@ impl Backward for IndexBackward {
                         for (j, &i) in idx.iter().enumerate() {
                             let src = &g[(o * n_out + j) * inner..][..inner];
                             let dst = &mut dx[(o * n_in + i as usize) * inner..][..inner];
-                            dst.iter_mut().zip(src).for_each(|(d, &s)| *d = *d + s);
+                            dst.iter_mut().zip(src).for_each(|(d, &s)| *d += s);
                         }
                     }
                     Ok(tensor_from(dx, &in_shape))
@@ -142,7 +142,7 @@ impl Tensor {
         let out = with_float!(self.dtype(), "scatter_add", T => {
             let mut out = self.to_vec::<T>()?;
             for (&o, &s) in offsets.iter().zip(src.values::<T>()?.iter()) {
-                out[o] = out[o] + s;
+                out[o] += s;
             }
             Ok(tensor_from(out, self.shape()))
         })?;

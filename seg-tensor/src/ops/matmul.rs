@@ -6,7 +6,7 @@
 //! transposed and strided operands in place.
 
 use rayon::prelude::*;
-use seg_kernels::cpu::gemm::{gemm, MatLayout};
+use seg_kernels::cpu::gemm::{gemm, MatLayout, MatMut, MatRef};
 
 use crate::autograd::Backward;
 use crate::layout::{broadcast_shape, numel, Layout};
@@ -50,13 +50,23 @@ fn batched_product<T: Float>(a: &Tensor, b: &Tensor, batch: &[usize], m: usize, 
     let one = |(i, c): (usize, &mut [T]), threads: usize| {
         let a_l = mat_layout(a.layout(), a_offsets[i]);
         let b_l = mat_layout(b.layout(), b_offsets[i]);
+        let (a, b) = (
+            MatRef {
+                data: a_data,
+                layout: a_l,
+            },
+            MatRef {
+                data: b_data,
+                layout: b_l,
+            },
+        );
         gemm(
-            a_data,
-            a_l,
-            b_data,
-            b_l,
-            c,
-            MatLayout::row_major(m, n, 0),
+            a,
+            b,
+            MatMut {
+                data: c,
+                layout: MatLayout::row_major(m, n, 0),
+            },
             T::zero(),
             threads,
         );

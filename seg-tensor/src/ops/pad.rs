@@ -74,7 +74,7 @@ impl Backward for RemapBackward {
             walk(&self.maps, &contiguous_strides(&self.in_shape), 0, Some(0), &mut |o| {
                 let g = *next.next().expect("one gradient per output");
                 if let Some(o) = o {
-                    dx[o] = dx[o] + g;
+                    dx[o] += g;
                 }
             });
             Ok(tensor_from(dx, &self.in_shape))
@@ -100,7 +100,7 @@ impl Tensor {
     /// Pads (or, with negative amounts in constant mode, crops) the trailing axes. `pads` lists
     /// `(before, after)` pairs starting from the last axis, as `torch.nn.functional.pad`.
     pub fn pad(&self, pads: &[isize], mode: PadMode, value: f64) -> Result<Tensor> {
-        if pads.len() % 2 != 0 || pads.len() > 2 * self.rank() {
+        if !pads.len().is_multiple_of(2) || pads.len() > 2 * self.rank() {
             return Err(Error::invalid(
                 "pad",
                 format!("{} pad values for a tensor of rank {}", pads.len(), self.rank()),

@@ -89,7 +89,7 @@ impl Backward for SoftmaxBackward {
             for_each_line(&mut dx, &y, dims, |g, y| {
                 if log {
                     let s = g.iter().fold(T::zero(), |s, &g| s + g);
-                    g.iter_mut().zip(y).for_each(|(g, &y)| *g = *g - y.exp() * s);
+                    g.iter_mut().zip(y).for_each(|(g, &y)| *g -= y.exp() * s);
                 } else {
                     let s = g.iter().zip(y).fold(T::zero(), |s, (&g, &y)| s + g * y);
                     g.iter_mut().zip(y).for_each(|(g, &y)| *g = y * (*g - s));

@@ -53,7 +53,7 @@ fn infer_shape(requested: &[isize], numel_in: usize, found: &[usize]) -> Result<
     let known: usize = requested.iter().filter(|&&d| d >= 0).map(|&d| d as usize).product();
     let mut shape: Vec<usize> = requested.iter().map(|&d| d.max(0) as usize).collect();
     if let Some(&i) = unknown.first() {
-        if known == 0 || numel_in % known != 0 {
+        if known == 0 || !numel_in.is_multiple_of(known) {
             return Err(bad());
         }
         shape[i] = numel_in / known;
