@@ -7,7 +7,12 @@ use seg::{no_grad, DType, Result, Tensor};
 fn main() -> Result<()> {
     // Data: y = sin(3x) on [-1, 1].
     let x = Tensor::rand_uniform(&[256, 1], -1.0, 1.0, 0, DType::F32)?;
-    let y = x.mul_scalar(3.0)?.to_vec::<f32>()?.iter().map(|v| v.sin()).collect::<Vec<_>>();
+    let y = x
+        .mul_scalar(3.0)?
+        .to_vec::<f32>()?
+        .iter()
+        .map(|v| v.sin())
+        .collect::<Vec<_>>();
     let y = Tensor::from_vec(y, &[256, 1])?;
 
     let mut w1 = Tensor::randn(&[32, 1], 1, DType::F32)?.requires_grad();

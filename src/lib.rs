@@ -21,3 +21,8 @@ pub mod conformance;
 
 pub use seg_kernels as kernels;
 pub use seg_tensor::*;
+
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -56,6 +56,19 @@ impl Node {
     }
 }
 
+impl Drop for Node {
+    /// Frees the chain of inputs with a loop instead of recursion, so that dropping a graph
+    /// millions of ops deep cannot overflow the stack.
+    fn drop(&mut self) {
+        let mut pending = std::mem::take(&mut self.inputs);
+        while let Some(input) = pending.pop() {
+            if let Some(mut node) = input.and_then(Arc::into_inner) {
+                pending.append(&mut node.inputs);
+            }
+        }
+    }
+}
+
 thread_local! {
     static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
 }
@@ -78,7 +91,7 @@ pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// The gradients of the leaves that a `backward()` reached, keyed by tensor.
-#[derive(Default)]
+#[derive(Default, Debug)]
 pub struct Gradients(HashMap<TensorId, Tensor>);
 
 impl Gradients {
@@ -174,4 +187,90 @@ pub(crate) fn run_backward(root: &Arc<Node>, grad: Tensor) -> Result<Gradients> 
         }
         Ok(leaves)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DType;
+
+    fn leaf(values: &[f64]) -> Tensor {
+        Tensor::from_slice(values, &[values.len()]).unwrap().requires_grad()
+    }
+
+    #[test]
+    fn tensors_cross_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Tensor>();
+        assert_send_sync::<Gradients>();
+    }
+
+    #[test]
+    fn a_tensor_used_twice_gets_the_sum_of_both_gradients() {
+        let x = leaf(&[1.0, -2.0, 3.0]);
+        // y = sum(x * x + 3 x) -> dy/dx = 2x + 3
+        let y = x
+            .mul(&x)
+            .unwrap()
+            .add(&x.mul_scalar(3.0).unwrap())
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        let g = y.backward().unwrap();
+        assert_eq!(g.get(&x).unwrap().to_vec::<f64>().unwrap(), vec![5.0, -1.0, 9.0]);
+    }
+
+    #[test]
+    fn no_grad_records_nothing_and_detach_cuts_the_graph() {
+        let x = leaf(&[1.0, 2.0]);
+        assert!(!no_grad(|| x.exp().unwrap()).tracks_grad());
+        assert!(is_grad_enabled());
+        assert!(!x.detach().tracks_grad());
+        // Through a detached branch no gradient flows: d/dx (x * detach(x)) = detach(x).
+        let y = x.mul(&x.detach()).unwrap().sum_all().unwrap();
+        assert_eq!(
+            y.backward().unwrap().get(&x).unwrap().to_vec::<f64>().unwrap(),
+            vec![1.0, 2.0]
+        );
+    }
+
+    #[test]
+    fn backward_errors_instead_of_panicking() {
+        let plain = Tensor::ones(&[1], DType::F32);
+        assert!(matches!(plain.backward(), Err(Error::Backward(_))));
+        let x = leaf(&[1.0, 2.0]);
+        let y = x.exp().unwrap();
+        assert!(
+            matches!(y.backward(), Err(Error::ShapeMismatch { .. })),
+            "a non-scalar needs backward_with"
+        );
+        let s = y.sum_all().unwrap();
+        s.backward().unwrap();
+        let again = s.backward();
+        assert!(
+            matches!(again, Err(Error::Backward(ref m)) if m.contains("already")),
+            "{again:?}"
+        );
+    }
+
+    #[test]
+    fn backward_with_an_upstream_gradient() {
+        let x = leaf(&[1.0, 2.0, 3.0]);
+        let y = x.mul_scalar(2.0).unwrap();
+        let g = y
+            .backward_with(&Tensor::from_slice(&[1.0, 10.0, 100.0], &[3]).unwrap())
+            .unwrap();
+        assert_eq!(g.get(&x).unwrap().to_vec::<f64>().unwrap(), vec![2.0, 20.0, 200.0]);
+    }
+
+    #[test]
+    fn a_very_deep_graph_does_not_overflow_the_stack() {
+        let x = leaf(&[0.5]);
+        let mut y = x.clone();
+        for _ in 0..200_000 {
+            y = y.mul_scalar(1.0).unwrap();
+        }
+        let g = y.sum_all().unwrap().backward().unwrap();
+        assert_eq!(g.get(&x).unwrap().to_vec::<f64>().unwrap(), vec![1.0]);
+    }
 }
