@@ -1,3 +1,4 @@
 //! CPU kernels: threads with rayon, SIMD chosen at run time.
 
+pub mod conv;
 pub mod gemm;
