@@ -44,7 +44,10 @@ impl ConvGeometry {
 
     /// Checks the geometry; the message says what is wrong.
     pub fn validate(&self) -> Result<(), String> {
-        if self.groups == 0 || self.in_channels % self.groups != 0 || self.out_channels % self.groups != 0 {
+        if self.groups == 0
+            || !self.in_channels.is_multiple_of(self.groups)
+            || !self.out_channels.is_multiple_of(self.groups)
+        {
             return Err(format!(
                 "{} input and {} output channels cannot be split into {} groups",
                 self.in_channels, self.out_channels, self.groups
@@ -372,9 +375,7 @@ mod tests {
                         padding,
                         dilation,
                     };
-                    for a in 0..3 {
-                        g.input[a] = g.dilation[a] * (g.kernel[a] - 1) + 1 + extra[a];
-                    }
+                    g.input = std::array::from_fn(|a| g.dilation[a] * (g.kernel[a] - 1) + 1 + extra[a]);
                     if flat {
                         // a 2-D convolution: depth 1
                         (g.input[0], g.kernel[0], g.stride[0], g.padding[0], g.dilation[0]) = (1, 1, 1, 0, 1);
