@@ -31,6 +31,8 @@ const IMPLEMENTED: &[&str] = &[
     "cat",
     "pad",
     "roll",
+    "conv2d",
+    "conv3d",
 ];
 
 #[test]
@@ -60,7 +62,7 @@ fn every_case_of_an_implemented_op_passes() {
         .filter(|op| reports.iter().any(|r| r.op == **op))
         .count();
     assert_eq!(ops_seen, IMPLEMENTED.len(), "a listed op has no fixture");
-    assert!(checked >= 27, "{checked} cases checked");
+    assert!(checked >= 38, "{checked} cases checked");
 }
 
 #[test]
@@ -82,7 +84,7 @@ fn malformed_fixture_is_a_failed_case_not_a_panic() {
 fn extra_cases_with_other_shapes_and_parameters_pass() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures-extra");
     let reports = run_dir(&dir, |_| {}).expect("fixture directory is readable");
-    assert!(reports.len() >= 25, "only {} extra fixtures", reports.len());
+    assert!(reports.len() >= 28, "only {} extra fixtures", reports.len());
     for r in &reports {
         assert!(matches!(r.outcome, Outcome::Pass { .. }), "{r}");
     }

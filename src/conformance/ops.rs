@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::{Case, Params};
-use crate::{Error, PadMode, Result, Tensor};
+use crate::{ConvOptions, ConvPadding, Error, PadMode, Result, Tensor};
 
 type Tensors = BTreeMap<String, Tensor>;
 
@@ -24,6 +24,33 @@ fn reduce_dims(params: &Params) -> Result<Vec<isize>> {
     Ok(match params.ints("dims")? {
         Some(d) => d,
         None => params.ints("dim")?.unwrap_or_default(),
+    })
+}
+
+/// PyTorch's convolution arguments: `stride`, `padding` (ints or "same"/"valid"), `dilation`, `groups`.
+fn conv_options(params: &Params) -> Result<ConvOptions> {
+    let usizes = |key: &str| -> Result<Vec<usize>> {
+        let values = params
+            .ints(key)?
+            .unwrap_or_else(|| vec![if key == "padding" { 0 } else { 1 }]);
+        values
+            .into_iter()
+            .map(|v| usize::try_from(v).map_err(|_| Error::invalid("conv", format!("negative {key} {v}"))))
+            .collect()
+    };
+    let padding = match params.0.get("padding").and_then(|v| v.as_str()) {
+        Some("same") => ConvPadding::Same,
+        Some("valid") => ConvPadding::Explicit(vec![0]),
+        Some(other) => return Err(Error::invalid("conv", format!("unknown padding {other:?}"))),
+        None => ConvPadding::Explicit(usizes("padding")?),
+    };
+    let groups = params.int("groups")?.unwrap_or(1);
+    let groups = usize::try_from(groups).map_err(|_| Error::invalid("conv", format!("groups {groups}")))?;
+    Ok(ConvOptions {
+        stride: usizes("stride")?,
+        padding,
+        dilation: usizes("dilation")?,
+        groups,
     })
 }
 
@@ -76,6 +103,8 @@ pub(super) fn forward(case: &Case, inputs: &Tensors, _module_params: &Tensors) -
             p.f64_or("value", 0.0)?,
         )?,
         "roll" => x()?.roll(&required_ints(p, "shifts")?, &p.ints("dims")?.unwrap_or_default())?,
+        "conv2d" => x()?.conv2d(input(inputs, "w")?, inputs.get("b"), &conv_options(p)?)?,
+        "conv3d" => x()?.conv3d(input(inputs, "w")?, inputs.get("b"), &conv_options(p)?)?,
         other => return Err(Error::invalid("conformance", format!("unsupported op {other:?}"))),
     };
     Ok(BTreeMap::from([("y".to_string(), y)]))

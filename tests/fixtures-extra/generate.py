@@ -66,3 +66,9 @@ case("pad_constant_crop", "pad", {"pad": [-1, 2, 1, -2], "mode": "constant", "va
 case("roll_flat", "roll", {"shifts": 3, "dims": None}, lambda x: torch.roll(x, 3), x=randn(3, 4))
 case("roll_three", "roll", {"shifts": [1, -3, 7], "dims": [0, 2, -1]},
      lambda x: torch.roll(x, (1, -3, 7), (0, 2, -1)), x=randn(2, 3, 4, 5))
+case("conv2d_same_even", "conv2d", {"stride": 1, "padding": "same", "dilation": [1, 2], "groups": 1},
+     lambda x, w, b: F.conv2d(x, w, b, padding="same", dilation=(1, 2)), x=randn(2, 3, 7, 8), w=randn(4, 3, 4, 3), b=randn(4))
+case("conv3d_groups3_nobias", "conv3d", {"stride": [2, 1, 3], "padding": [0, 1, 2], "dilation": [1, 2, 1], "groups": 3},
+     lambda x, w: F.conv3d(x, w, None, (2, 1, 3), (0, 1, 2), (1, 2, 1), 3), x=randn(3, 6, 5, 6, 7), w=randn(9, 2, 2, 3, 2))
+case("conv3d_same_k2", "conv3d", {"stride": 1, "padding": "same", "dilation": 1, "groups": 1},
+     lambda x, w, b: F.conv3d(x, w, b, padding="same"), x=randn(1, 2, 4, 5, 3), w=randn(3, 2, 2, 3, 2), b=randn(3))

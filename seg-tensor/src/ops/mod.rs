@@ -4,6 +4,7 @@ mod binary;
 mod cast;
 mod compare;
 mod concat;
+mod conv;
 mod index;
 mod matmul;
 mod pad;
@@ -12,6 +13,7 @@ mod softmax;
 mod unary;
 mod view;
 
+pub use conv::{ConvOptions, ConvPadding};
 pub use pad::PadMode;
 pub use unary::Unary;
 
