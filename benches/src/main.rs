@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use seg_tensor::{DType, Result, Tensor};
+use seg_tensor::{ConvOptions, ConvPadding, DType, Result, Tensor};
 
 /// The timed body of a case.
 type Body = Box<dyn FnMut() -> Result<()>>;
@@ -31,8 +31,42 @@ fn matmul_case(n: usize) -> Case {
     }
 }
 
+/// `conv3d(x, w, b)` with `x (1, c, s, s, s)`, `w (c, c, 3, 3, 3)`, padding 1; with `backward`, also the
+/// gradients of x, w and b from a given upstream gradient.
+fn conv3d_case(c: usize, s: usize, backward: bool) -> Case {
+    let fwd_gflop = 2.0 * (c * c * 27 * s * s * s) as f64 / 1e9;
+    let kind = if backward { "fwdbwd" } else { "fwd" };
+    Case {
+        name: format!("conv3d_{kind}_c{c}_s{s}"),
+        gflop: Some(if backward { 3.0 * fwd_gflop } else { fwd_gflop }),
+        prepare: Box::new(move || {
+            let x = Tensor::randn(&[1, c, s, s, s], 1, DType::F32)?;
+            let w = Tensor::randn(&[c, c, 3, 3, 3], 2, DType::F32)?.mul_scalar(0.05)?;
+            let b = Tensor::randn(&[c], 3, DType::F32)?;
+            let opts = ConvOptions {
+                padding: ConvPadding::Explicit(vec![1]),
+                ..Default::default()
+            };
+            if !backward {
+                return Ok(Box::new(move || x.conv3d(&w, Some(&b), &opts).map(drop)) as Body);
+            }
+            let (x, w, b) = (x.requires_grad(), w.requires_grad(), b.requires_grad());
+            let gy = Tensor::randn(&[1, c, s, s, s], 4, DType::F32)?;
+            Ok(Box::new(move || {
+                x.conv3d(&w, Some(&b), &opts)?.backward_with(&gy).map(drop)
+            }))
+        }),
+    }
+}
+
 fn cases() -> Vec<Case> {
-    vec![matmul_case(1024), matmul_case(2048)]
+    let mut cases = Vec::new();
+    for (c, s) in [(32, 64), (64, 32), (128, 16), (16, 96)] {
+        cases.push(conv3d_case(c, s, false));
+        cases.push(conv3d_case(c, s, true));
+    }
+    cases.extend([matmul_case(1024), matmul_case(2048)]);
+    cases
 }
 
 /// Median wall time in ms of the timed body: 2 warm-ups, then at least 5 repetitions (3 for cases

@@ -14,6 +14,8 @@
 //! (backward weight), all products by the GEMM of [`super::gemm`]. Tiling bounds the patch matrix to a
 //! few MiB whatever the volume. The `*_reference` functions are the direct loops it is tested against.
 
+use std::ops::Range;
+
 use rayon::prelude::*;
 
 use super::gemm::{gemm, GemmElement, MatLayout, MatMut, MatRef};
@@ -127,6 +129,60 @@ fn tile_len(g: &ConvGeometry) -> usize {
         .min(g.output_len().max(1))
 }
 
+/// Splits the columns `0..cols` of a patch-matrix row with kernel offset `k` (output positions
+/// `p0..p0 + cols`) into runs, and calls `f(columns, source)` for each: `source` is
+/// `Some((first, step))` when the run reads input positions `first, first + step, ...` (flat in the
+/// input plane), `None` when it reads padding. Runs follow the output's last axis, so the bounds are
+/// checked once per run instead of once per element.
+fn for_each_run(
+    g: &ConvGeometry,
+    k: usize,
+    p0: usize,
+    cols: usize,
+    mut f: impl FnMut(Range<usize>, Option<(usize, usize)>),
+) {
+    let out = g.output();
+    let [d, h, w] = g.input.map(|v| v as isize);
+    let kz = [
+        k / (g.kernel[1] * g.kernel[2]),
+        k / g.kernel[2] % g.kernel[1],
+        k % g.kernel[2],
+    ];
+    let shift: [isize; 3] = std::array::from_fn(|a| (kz[a] * g.dilation[a]) as isize - g.padding[a] as isize);
+    let (mut od, mut oh, mut ow) = (p0 / (out[1] * out[2]), p0 / out[2] % out[1], p0 % out[2]);
+    let mut j = 0;
+    while j < cols {
+        let run = (cols - j).min(out[2] - ow);
+        let id = (od * g.stride[0]) as isize + shift[0];
+        let ih = (oh * g.stride[1]) as isize + shift[1];
+        if (0..d).contains(&id) && (0..h).contains(&ih) {
+            // Input column of run element t: base + t * step, inside the row for lo <= t < hi.
+            let (base, step) = ((ow * g.stride[2]) as isize + shift[2], g.stride[2] as isize);
+            let lo = if base >= 0 { 0 } else { (-base + step - 1) / step }.min(run as isize) as usize;
+            let hi = if base >= w { 0 } else { (w - base + step - 1) / step }.clamp(lo as isize, run as isize) as usize;
+            if lo > 0 {
+                f(j..j + lo, None);
+            }
+            if hi > lo {
+                let first = (id * h + ih) * w + base + lo as isize * step;
+                f(j + lo..j + hi, Some((first as usize, step as usize)));
+            }
+            if run > hi {
+                f(j + hi..j + run, None);
+            }
+        } else {
+            f(j..j + run, None);
+        }
+        j += run;
+        ow = 0;
+        oh += 1;
+        if oh == out[1] {
+            oh = 0;
+            od += 1;
+        }
+    }
+}
+
 /// Gathers the patch matrix of sample `n`, group `gi`, positions `p0..p0 + cols` into `col`
 /// (`patch_rows x cols`, row-major).
 fn im2col<T: GemmElement>(g: &ConvGeometry, x: &[T], n: usize, gi: usize, p0: usize, cols: usize, col: &mut [T]) {
@@ -134,9 +190,16 @@ fn im2col<T: GemmElement>(g: &ConvGeometry, x: &[T], n: usize, gi: usize, p0: us
     col.par_chunks_mut(cols).enumerate().for_each(|(row, dst)| {
         let (c, k) = (row / k_len, row % k_len);
         let plane = &x[(n * g.in_channels + gi * g.in_per_group() + c) * g.input_len()..][..g.input_len()];
-        for (j, d) in dst.iter_mut().enumerate() {
-            *d = g.source(p0 + j, k).map_or(T::ZERO, |i| plane[i]);
-        }
+        for_each_run(g, k, p0, cols, |range, source| match source {
+            None => dst[range].fill(T::ZERO),
+            Some((first, 1)) => dst[range.clone()].copy_from_slice(&plane[first..first + range.len()]),
+            Some((first, step)) => {
+                dst[range]
+                    .iter_mut()
+                    .enumerate()
+                    .for_each(|(i, d)| *d = plane[first + i * step]);
+            }
+        });
     });
 }
 
@@ -148,11 +211,13 @@ fn col2im<T: GemmElement>(g: &ConvGeometry, col: &[T], n: usize, gi: usize, p0: 
     planes.par_chunks_mut(plane_len).enumerate().for_each(|(c, plane)| {
         for k in 0..k_len {
             let src = &col[(c * k_len + k) * cols..][..cols];
-            for (j, &v) in src.iter().enumerate() {
-                if let Some(i) = g.source(p0 + j, k) {
-                    plane[i] = plane[i] + v;
+            for_each_run(g, k, p0, cols, |range, source| {
+                if let Some((first, step)) = source {
+                    for (i, &v) in src[range].iter().enumerate() {
+                        plane[first + i * step] = plane[first + i * step] + v;
+                    }
                 }
-            }
+            });
         }
     });
 }
@@ -386,7 +451,7 @@ mod tests {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(40))]
+        #![proptest_config(ProptestConfig::with_cases(96))]
         #[test]
         fn lowering_matches_direct_loops(g in geometry(), with_bias in any::<bool>()) {
             prop_assert!(g.validate().is_ok());
