@@ -402,13 +402,8 @@ pub fn conv_backward_weight_reference<T: GemmElement>(g: &ConvGeometry, x: &[T],
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu::test_values::values;
     use proptest::prelude::*;
-
-    fn values(len: usize, seed: u64) -> Vec<f64> {
-        (0..len)
-            .map(|i| (((i as u64 * 2654435761 + seed * 97) % 1013) as f64 / 506.5) - 1.0)
-            .collect()
-    }
 
     fn close(a: &[f64], b: &[f64]) -> bool {
         a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-10 * (1.0 + y.abs()))

@@ -157,13 +157,8 @@ pub fn gemm_reference<T: GemmElement>(a: MatRef<T>, b: MatRef<T>, c: MatMut<T>, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cpu::test_values::values;
     use proptest::prelude::*;
-
-    fn values(len: usize, seed: u64) -> Vec<f64> {
-        (0..len)
-            .map(|i| (((i as u64 * 2654435761 + seed * 97) % 1009) as f64 / 504.5) - 1.0)
-            .collect()
-    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]
