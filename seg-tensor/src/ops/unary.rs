@@ -164,7 +164,14 @@ impl Unary {
                     zero
                 }
             }
-            Unary::Powf { exponent } => c(exponent) * x.powf(c(exponent - 1.0)),
+            Unary::Powf { exponent } => {
+                // d/dx x^0 = 0 everywhere, also at x = 0 where the general formula gives 0 * inf.
+                if exponent == 0.0 {
+                    zero
+                } else {
+                    c(exponent) * x.powf(c(exponent - 1.0))
+                }
+            }
             Unary::Affine { scale, .. } => c(scale),
         }
     }
