@@ -82,7 +82,9 @@ impl Binary {
                 } else {
                     a.powf(b) * a.ln()
                 };
-                (b * a.powf(b - one), db)
+                // The base gradient is 0 where the exponent is 0 (b * a^(b-1) would be 0 * inf at a = 0).
+                let da = if b == zero { zero } else { b * a.powf(b - one) };
+                (da, db)
             }
         }
     }
