@@ -194,14 +194,18 @@ impl Tensor {
         let target: Vec<usize> = shape
             .iter()
             .enumerate()
-            .map(|(i, &s)| {
-                if s == -1 && i >= pad {
-                    self.shape()[i - pad]
-                } else {
-                    s.max(0) as usize
-                }
+            .map(|(i, &s)| match s {
+                -1 if i >= pad => Ok(self.shape()[i - pad]),
+                s if s >= 0 => Ok(s as usize),
+                _ => Err(Error::invalid(
+                    "expand",
+                    format!(
+                        "size {s} at position {i} of {shape:?} (only -1, and only on an existing axis of {:?}, keeps a size)",
+                        self.shape()
+                    ),
+                )),
             })
-            .collect();
+            .collect::<Result<_>>()?;
         self.broadcast_to(&target)
     }
 
