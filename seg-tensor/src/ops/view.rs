@@ -152,10 +152,10 @@ impl Tensor {
     pub fn narrow(&self, dim: isize, start: usize, len: usize) -> Result<Tensor> {
         let d = normalize_dim("narrow", dim, self.rank())?;
         let size = self.shape()[d];
-        if start + len > size {
+        if start.checked_add(len).is_none_or(|end| end > size) {
             return Err(Error::invalid(
                 "narrow",
-                format!("{start}..{} is outside 0..{size} on dim {d}", start + len),
+                format!("start {start} and length {len} reach outside 0..{size} on dim {d}"),
             ));
         }
         let l = self.layout();
