@@ -166,14 +166,16 @@ impl Tensor {
         if self.shape() == shape {
             return Ok(self.clone());
         }
-        let lead = self
-            .rank()
-            .checked_sub(shape.len())
-            .ok_or_else(|| crate::Error::Broadcast {
-                op: "sum_to_shape",
-                lhs: self.shape().to_vec(),
-                rhs: shape.to_vec(),
-            })?;
+        let incompatible = || crate::Error::Broadcast {
+            op: "sum_to_shape",
+            lhs: self.shape().to_vec(),
+            rhs: shape.to_vec(),
+        };
+        // `shape` must broadcast to this tensor's shape, else the sum below has no meaning.
+        if broadcast_shape("sum_to_shape", shape, self.shape()).ok().as_deref() != Some(self.shape()) {
+            return Err(incompatible());
+        }
+        let lead = self.rank().checked_sub(shape.len()).ok_or_else(incompatible)?;
         let dims: Vec<isize> = (0..self.rank())
             .filter(|&i| i < lead || (shape[i - lead] == 1 && self.shape()[i] != 1))
             .map(|i| i as isize)
