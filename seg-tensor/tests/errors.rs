@@ -100,6 +100,11 @@ fn broadcast_mismatch_in_binary_ops() {
     // sum_to_shape to a shape that does not broadcast.
     expect_err(|| zeros(&[3]).sum_to_shape(&[2, 3]), &["sum_to_shape", "[3]", "[2, 3]"]);
     expect_err(
+        || zeros(&[2, 3]).sum_to_shape(&[3, 2]),
+        &["sum_to_shape", "[2, 3]", "[3, 2]"],
+    );
+    expect_err(|| zeros(&[2, 4]).sum_to_shape(&[2]), &["sum_to_shape", "[2, 4]", "[2]"]);
+    expect_err(
         || zeros(&[2, 3]).broadcast_to(&[4, 3]),
         &["broadcast_to", "[2, 3]", "[4, 3]"],
     );
