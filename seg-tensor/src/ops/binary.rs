@@ -82,7 +82,9 @@ impl Binary {
                 } else {
                     a.powf(b) * a.ln()
                 };
-                (b * a.powf(b - one), db)
+                // The base gradient is 0 where the exponent is 0 (b * a^(b-1) would be 0 * inf at a = 0).
+                let da = if b == zero { zero } else { b * a.powf(b - one) };
+                (da, db)
             }
         }
     }
@@ -164,14 +166,16 @@ impl Tensor {
         if self.shape() == shape {
             return Ok(self.clone());
         }
-        let lead = self
-            .rank()
-            .checked_sub(shape.len())
-            .ok_or_else(|| crate::Error::Broadcast {
-                op: "sum_to_shape",
-                lhs: self.shape().to_vec(),
-                rhs: shape.to_vec(),
-            })?;
+        let incompatible = || crate::Error::Broadcast {
+            op: "sum_to_shape",
+            lhs: self.shape().to_vec(),
+            rhs: shape.to_vec(),
+        };
+        // `shape` must broadcast to this tensor's shape, else the sum below has no meaning.
+        if broadcast_shape("sum_to_shape", shape, self.shape()).ok().as_deref() != Some(self.shape()) {
+            return Err(incompatible());
+        }
+        let lead = self.rank().checked_sub(shape.len()).ok_or_else(incompatible)?;
         let dims: Vec<isize> = (0..self.rank())
             .filter(|&i| i < lead || (shape[i - lead] == 1 && self.shape()[i] != 1))
             .map(|i| i as isize)

@@ -148,7 +148,7 @@ impl Tensor {
             (ra, 2) if ra > 2 => {
                 // Fold the batch axes into the rows: one large product instead of many small ones.
                 let k = self.shape()[ra - 1];
-                let rows = self.reshape(&[self.numel() / k.max(1), k])?;
+                let rows = self.reshape(&[numel(&self.shape()[..ra - 1]), k])?;
                 let mut shape = self.shape()[..ra - 1].to_vec();
                 shape.push(other.shape()[1]);
                 rows.batched_matmul(other)?.reshape(&shape)

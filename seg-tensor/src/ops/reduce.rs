@@ -217,6 +217,8 @@ impl Tensor {
     /// Variance over `dims` (all axes when empty) with `correction` (1 = unbiased, PyTorch's default).
     pub fn var(&self, dims: &[isize], correction: usize, keepdim: bool) -> Result<Tensor> {
         expect_float("var", self)?;
+        // Validate here so that a bad dim is reported as var's, not as the inner mean's.
+        normalize_dims("var", dims, self.rank())?;
         let mean = self.detach().mean(dims, true)?;
         let (out, keep_shape, count) = with_float!(self.dtype(), "var", T => {
             let b = blocks::<T>(self, "var", dims)?;

@@ -67,8 +67,9 @@ fn softmax_line<T: Float>(line: &mut [T], log: bool) {
     let m = if m.is_finite() { m } else { T::zero() };
     let sum: T = line.iter().fold(T::zero(), |s, &x| s + (x - m).exp());
     if log {
-        let lse = m + sum.ln();
-        line.iter_mut().for_each(|x| *x = *x - lse);
+        // (x - m) - ln(sum), not x - (m + ln(sum)): the latter rounds ln(sum) at the magnitude of m.
+        let log_sum = sum.ln();
+        line.iter_mut().for_each(|x| *x = (*x - m) - log_sum);
     } else {
         line.iter_mut().for_each(|x| *x = (*x - m).exp() / sum);
     }

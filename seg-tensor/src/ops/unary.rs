@@ -62,7 +62,14 @@ impl Unary {
             Unary::Log => x.ln(),
             Unary::Sqrt => x.sqrt(),
             Unary::Abs => x.abs(),
-            Unary::Relu => x.max(T::zero()),
+            // `max` would return the non-NaN operand; NaN must propagate, as in PyTorch.
+            Unary::Relu => {
+                if x.is_nan() || x > T::zero() {
+                    x
+                } else {
+                    T::zero()
+                }
+            }
             Unary::LeakyRelu { negative_slope } => {
                 if x > T::zero() {
                     x
@@ -83,7 +90,13 @@ impl Unary {
                 }
             }
             Unary::Tanh => x.tanh(),
-            Unary::Clamp { min, max } => x.max(c(min)).min(c(max)),
+            Unary::Clamp { min, max } => {
+                if x.is_nan() {
+                    x
+                } else {
+                    x.max(c(min)).min(c(max))
+                }
+            }
             Unary::Powf { exponent } => x.powf(c(exponent)),
             Unary::Affine { scale, shift } => x * c(scale) + c(shift),
         }
@@ -151,7 +164,14 @@ impl Unary {
                     zero
                 }
             }
-            Unary::Powf { exponent } => c(exponent) * x.powf(c(exponent - 1.0)),
+            Unary::Powf { exponent } => {
+                // d/dx x^0 = 0 everywhere, also at x = 0 where the general formula gives 0 * inf.
+                if exponent == 0.0 {
+                    zero
+                } else {
+                    c(exponent) * x.powf(c(exponent - 1.0))
+                }
+            }
             Unary::Affine { scale, .. } => c(scale),
         }
     }

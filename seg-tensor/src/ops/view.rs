@@ -152,10 +152,10 @@ impl Tensor {
     pub fn narrow(&self, dim: isize, start: usize, len: usize) -> Result<Tensor> {
         let d = normalize_dim("narrow", dim, self.rank())?;
         let size = self.shape()[d];
-        if start + len > size {
+        if start.checked_add(len).is_none_or(|end| end > size) {
             return Err(Error::invalid(
                 "narrow",
-                format!("{start}..{} is outside 0..{size} on dim {d}", start + len),
+                format!("start {start} and length {len} reach outside 0..{size} on dim {d}"),
             ));
         }
         let l = self.layout();
@@ -194,14 +194,18 @@ impl Tensor {
         let target: Vec<usize> = shape
             .iter()
             .enumerate()
-            .map(|(i, &s)| {
-                if s == -1 && i >= pad {
-                    self.shape()[i - pad]
-                } else {
-                    s.max(0) as usize
-                }
+            .map(|(i, &s)| match s {
+                -1 if i >= pad => Ok(self.shape()[i - pad]),
+                s if s >= 0 => Ok(s as usize),
+                _ => Err(Error::invalid(
+                    "expand",
+                    format!(
+                        "size {s} at position {i} of {shape:?} (only -1, and only on an existing axis of {:?}, keeps a size)",
+                        self.shape()
+                    ),
+                )),
             })
-            .collect();
+            .collect::<Result<_>>()?;
         self.broadcast_to(&target)
     }
 
