@@ -58,7 +58,7 @@ fn matmul_shape_mismatch() {
     // linear: wrong weight rank, wrong bias shape, wrong in-features.
     expect_err(
         || zeros(&[2, 3]).linear(&zeros(&[3]), None),
-        &["linear", "(out, in)", "[3]"],
+        &["linear", "(out, 3)", "[3]"],
     );
     expect_err(
         || zeros(&[2, 3]).linear(&zeros(&[4, 3]), Some(&zeros(&[3]))),
@@ -66,7 +66,7 @@ fn matmul_shape_mismatch() {
     );
     expect_err(
         || zeros(&[2, 3]).linear(&zeros(&[4, 5]), None),
-        &["matmul", "3 rows", "[5, 4]"],
+        &["linear", "(out, 3)", "[4, 5]"],
     );
 }
 

@@ -159,10 +159,14 @@ impl Tensor {
 
     /// `x W^T + b` over the last axis, as `torch.nn.functional.linear` (weight `(out, in)`).
     pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
-        if weight.rank() != 2 {
+        let in_features = self.shape().last().copied().unwrap_or(1);
+        if weight.rank() != 2 || weight.shape()[1] != in_features {
             return Err(Error::ShapeMismatch {
                 op: "linear",
-                expected: "a weight of shape (out, in)".into(),
+                expected: format!(
+                    "a weight of shape (out, {in_features}) for an input of shape {:?}",
+                    self.shape()
+                ),
                 found: weight.shape().to_vec(),
             });
         }

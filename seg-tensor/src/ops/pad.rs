@@ -109,7 +109,7 @@ impl Tensor {
         let mut maps: Vec<AxisMap> = self.shape().iter().map(|&n| (0..n).map(Some).collect()).collect();
         for (pair, d) in pads.chunks(2).zip((0..self.rank()).rev()) {
             let (n, before, after) = (self.shape()[d] as isize, pair[0], pair[1]);
-            let len = n + before + after;
+            let len = n.checked_add(before).and_then(|l| l.checked_add(after)).unwrap_or(-1);
             if len < 0 {
                 return Err(Error::invalid(
                     "pad",
