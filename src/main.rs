@@ -39,7 +39,7 @@ fn main() -> ExitCode {
         Command::Conformance { dir } => run_conformance(&dir),
         Command::Info => {
             println!("seg {}", env!("CARGO_PKG_VERSION"));
-            println!("threads: {}", rayon_threads());
+            println!("threads: {}", available_threads());
             println!("cpu features: {}", cpu_features().join(" "));
             ExitCode::SUCCESS
         }
@@ -67,7 +67,7 @@ fn run_conformance(dir: &std::path::Path) -> ExitCode {
     }
 }
 
-fn rayon_threads() -> usize {
+fn available_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 

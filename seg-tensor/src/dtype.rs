@@ -27,6 +27,18 @@ impl DType {
         }
     }
 
+    /// The lower-case name PyTorch uses (`f32` is `torch.float32`'s short form).
+    pub fn name(self) -> &'static str {
+        match self {
+            DType::F16 => "f16",
+            DType::BF16 => "bf16",
+            DType::F32 => "f32",
+            DType::F64 => "f64",
+            DType::I64 => "i64",
+            DType::U8 => "u8",
+        }
+    }
+
     /// Whether this is a floating-point type.
     pub fn is_float(self) -> bool {
         matches!(self, DType::F16 | DType::BF16 | DType::F32 | DType::F64)
@@ -148,6 +160,38 @@ macro_rules! with_element {
                 type $T = u8;
                 $body
             }
+        }
+    };
+}
+
+/// Runs `$body` with the type alias `$T` bound to the element type of `$dtype` when it is one that
+/// comparisons support (f32, f64, i64, u8), or returns a dtype error for `$op`.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! with_comparable {
+    ($dtype:expr, $op:expr, $T:ident => $body:expr) => {
+        match $dtype {
+            $crate::DType::F32 => {
+                type $T = f32;
+                $body
+            }
+            $crate::DType::F64 => {
+                type $T = f64;
+                $body
+            }
+            $crate::DType::I64 => {
+                type $T = i64;
+                $body
+            }
+            $crate::DType::U8 => {
+                type $T = u8;
+                $body
+            }
+            found => Err($crate::Error::DType {
+                op: $op,
+                expected: "f32, f64, i64 or u8",
+                found,
+            }),
         }
     };
 }

@@ -26,6 +26,9 @@ pub enum Error {
         found: DType,
     },
 
+    #[error("{op}: expected {} for every operand (the first operand's dtype), found {rhs:?}", lhs.name())]
+    DTypeMismatch { op: &'static str, lhs: DType, rhs: DType },
+
     #[error("{op}: dimension {dim} is out of range for a tensor of rank {rank}")]
     DimOutOfRange { op: &'static str, dim: isize, rank: usize },
 

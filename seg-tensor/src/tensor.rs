@@ -211,7 +211,7 @@ impl Tensor {
     pub fn values<T: Element>(&self) -> Result<Cow<'_, [T]>> {
         let data = T::unwrap(self.0.storage.cpu()).ok_or(Error::DType {
             op: "values",
-            expected: type_name::<T>(),
+            expected: T::DTYPE.name(),
             found: self.dtype(),
         })?;
         let layout = &self.0.layout;
@@ -325,16 +325,5 @@ impl Tensor {
             });
         }
         autograd::run_backward(node, grad.detach())
-    }
-}
-
-pub(crate) fn type_name<T: Element>() -> &'static str {
-    match T::DTYPE {
-        DType::F16 => "f16",
-        DType::BF16 => "bf16",
-        DType::F32 => "f32",
-        DType::F64 => "f64",
-        DType::I64 => "i64",
-        DType::U8 => "u8",
     }
 }

@@ -34,17 +34,7 @@ impl Tensor {
             });
             Ok(tensor_from(mask, shape))
         }
-        match self.dtype() {
-            DType::F32 => run::<f32>(self, other, &shape, cmp),
-            DType::F64 => run::<f64>(self, other, &shape, cmp),
-            DType::I64 => run::<i64>(self, other, &shape, cmp),
-            DType::U8 => run::<u8>(self, other, &shape, cmp),
-            found => Err(Error::DType {
-                op: "compare",
-                expected: "f32, f64, i64 or u8",
-                found,
-            }),
-        }
+        crate::with_comparable!(self.dtype(), "compare", T => run::<T>(self, other, &shape, cmp))
     }
 
     /// Mask of `self == other` (broadcasting).

@@ -60,7 +60,7 @@ pub(crate) fn broadcast_values<'a, T: Element>(t: &'a Tensor, shape: &[usize]) -
     }
     let data = T::unwrap(t.storage().cpu()).ok_or(crate::Error::DType {
         op: "broadcast",
-        expected: crate::tensor::type_name::<T>(),
+        expected: T::DTYPE.name(),
         found: t.dtype(),
     })?;
     Ok(Cow::Owned(
@@ -89,14 +89,10 @@ pub(crate) fn expect_float(op: &'static str, t: &Tensor) -> Result<()> {
 /// Fails unless both tensors have the same dtype and device.
 pub(crate) fn expect_same_kind(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
     if a.dtype() != b.dtype() {
-        return Err(crate::Error::DType {
+        return Err(crate::Error::DTypeMismatch {
             op,
-            expected: match a.dtype() {
-                crate::DType::F32 => "f32, as the first operand",
-                crate::DType::F64 => "f64, as the first operand",
-                _ => "the first operand's dtype",
-            },
-            found: b.dtype(),
+            lhs: a.dtype(),
+            rhs: b.dtype(),
         });
     }
     if a.device() != b.device() {

@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use crate::autograd::Backward;
 use crate::layout::{normalize_dim, normalize_dims};
 use crate::ops::{expect_float, tensor_from};
-use crate::{with_float, DType, Element, Float, Result, Tensor};
+use crate::{with_float, Element, Float, Result, Tensor};
 
 /// The values of `t` arranged as `[kept axes..., reduced axes...]` in row-major order, so that each
 /// run of `block` consecutive values is reduced to one output.
@@ -279,17 +279,8 @@ impl Tensor {
         }
         let scalar = self.rank() == 0;
         let x = if scalar { self.reshape(&[1])? } else { self.clone() };
-        let (values, indices, keep_shape) = match self.dtype() {
-            DType::F32 => run::<f32>(&x, op, d, keepdim, largest),
-            DType::F64 => run::<f64>(&x, op, d, keepdim, largest),
-            DType::I64 => run::<i64>(&x, op, d, keepdim, largest),
-            DType::U8 => run::<u8>(&x, op, d, keepdim, largest),
-            found => Err(crate::Error::DType {
-                op,
-                expected: "f32, f64, i64 or u8",
-                found,
-            }),
-        }?;
+        let (values, indices, keep_shape) =
+            crate::with_comparable!(self.dtype(), op, T => run::<T>(&x, op, d, keepdim, largest))?;
         let (values, indices) = if scalar {
             (values.reshape(&[])?, indices.reshape(&[])?)
         } else {
