@@ -104,14 +104,20 @@ impl Backward for BinaryBackward {
             let g = grad.values::<T>()?;
             let a = broadcast_values::<T>(&self.a, &shape)?;
             let b = broadcast_values::<T>(&self.b, &shape)?;
-            let partial = |side: usize| -> Vec<T> {
-                g.iter().zip(a.iter().zip(b.iter())).map(|(&g, (&a, &b))| {
-                    let p = op.partials(a, b);
-                    g * if side == 0 { p.0 } else { p.1 }
-                }).collect()
-            };
-            let da = self.wants[0].then(|| tensor_from(partial(0), &shape));
-            let db = self.wants[1].then(|| tensor_from(partial(1), &shape));
+            // One pass computes both partials; a side that needs no gradient collects nothing.
+            let capacity = |wanted: bool| if wanted { g.len() } else { 0 };
+            let (mut da, mut db) = (Vec::with_capacity(capacity(self.wants[0])), Vec::with_capacity(capacity(self.wants[1])));
+            for (&g, (&a, &b)) in g.iter().zip(a.iter().zip(b.iter())) {
+                let (pa, pb) = op.partials(a, b);
+                if self.wants[0] {
+                    da.push(g * pa);
+                }
+                if self.wants[1] {
+                    db.push(g * pb);
+                }
+            }
+            let da = self.wants[0].then(|| tensor_from(da, &shape));
+            let db = self.wants[1].then(|| tensor_from(db, &shape));
             Ok((da, db))
         })?;
         let reduce = |g: Option<Tensor>, to: &Tensor| g.map(|g| g.sum_to_shape(to.shape())).transpose();
