@@ -1,40 +1,13 @@
 #!/usr/bin/env python3
-"""Writes extra conformance cases (the fixture format of ../fixtures/FORMAT.md) for the ops seg
-implements, with shapes and parameters the shared fixtures do not cover: computed by PyTorch in
-float64, stored as float32.
+"""Extra conformance cases for the core ops and convolution, with shapes and parameters the shared
+fixtures do not cover.
 
     pip install torch safetensors && python3 tests/fixtures-extra/generate.py
 """
-import json
-import os
-
 import torch
 import torch.nn.functional as F
-from safetensors.torch import save_file
 
-OUT = os.path.dirname(os.path.abspath(__file__))
-gen = torch.Generator().manual_seed(1234)
-
-
-def randn(*shape):
-    if len(shape) == 1 and isinstance(shape[0], tuple):
-        shape = shape[0]
-    return torch.randn(tuple(shape), generator=gen, dtype=torch.float64)
-
-
-def case(name, op, params, fn, **inputs):
-    leaves = {k: v.clone().requires_grad_(True) for k, v in inputs.items()}
-    y = fn(**leaves)
-    gout = randn(tuple(y.shape))
-    (y * gout).sum().backward()
-    tensors = {f"in.{k}": v for k, v in inputs.items()}
-    tensors["out.y"] = y.detach()
-    tensors["gout.y"] = gout
-    tensors.update({f"grad.{k}": v.grad for k, v in leaves.items()})
-    tensors = {k: v.to(torch.float32).contiguous() for k, v in tensors.items()}
-    meta = {"op": op, "params": json.dumps(params), "tol": "0.0001"}
-    save_file(tensors, os.path.join(OUT, f"{name}.safetensors"), metadata=meta)
-
+from fixturegen import case, randn
 
 case("leaky_relu_slope02", "leaky_relu", {"negative_slope": 0.2}, lambda x: F.leaky_relu(x, 0.2), x=randn(3, 7, 5))
 case("softplus_beta2", "softplus", {"beta": 2.0, "threshold": 5.0}, lambda x: F.softplus(x, 2.0, 5.0), x=randn(6, 9) * 4)
