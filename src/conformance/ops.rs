@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::{Case, Params};
-use crate::{ConvOptions, ConvPadding, Error, PadMode, Result, Tensor};
+use crate::{ConvOptions, ConvPadding, ConvTransposeOptions, Error, PadMode, Result, Tensor};
 
 type Tensors = BTreeMap<String, Tensor>;
 
@@ -29,28 +29,41 @@ fn reduce_dims(params: &Params) -> Result<Vec<isize>> {
 
 /// PyTorch's convolution arguments: `stride`, `padding` (ints or "same"/"valid"), `dilation`, `groups`.
 fn conv_options(params: &Params) -> Result<ConvOptions> {
-    let usizes = |key: &str| -> Result<Vec<usize>> {
-        let values = params
-            .ints(key)?
-            .unwrap_or_else(|| vec![if key == "padding" { 0 } else { 1 }]);
-        values
-            .into_iter()
-            .map(|v| usize::try_from(v).map_err(|_| Error::invalid("conv", format!("negative {key} {v}"))))
-            .collect()
-    };
+    let d = ConvOptions::default();
     let padding = match params.0.get("padding").and_then(|v| v.as_str()) {
         Some("same") => ConvPadding::Same,
         Some("valid") => ConvPadding::Explicit(vec![0]),
         Some(other) => return Err(Error::invalid("conv", format!("unknown padding {other:?}"))),
-        None => ConvPadding::Explicit(usizes("padding")?),
+        None => ConvPadding::Explicit(non_negative(params, "padding", vec![0])?),
     };
-    let groups = params.int("groups")?.unwrap_or(1);
-    let groups = usize::try_from(groups).map_err(|_| Error::invalid("conv", format!("groups {groups}")))?;
     Ok(ConvOptions {
-        stride: usizes("stride")?,
+        stride: non_negative(params, "stride", d.stride)?,
         padding,
-        dilation: usizes("dilation")?,
-        groups,
+        dilation: non_negative(params, "dilation", d.dilation)?,
+        groups: non_negative(params, "groups", vec![d.groups])?[0],
+    })
+}
+
+/// An int or list-of-ints parameter that must not be negative, `default` when absent.
+fn non_negative(params: &Params, key: &str, default: Vec<usize>) -> Result<Vec<usize>> {
+    match params.ints(key)? {
+        None => Ok(default),
+        Some(values) => values
+            .into_iter()
+            .map(|v| usize::try_from(v).map_err(|_| Error::invalid("conformance", format!("negative {key} {v}"))))
+            .collect(),
+    }
+}
+
+/// PyTorch's transposed-convolution arguments: `stride`, `padding`, `output_padding`, `dilation`, `groups`.
+fn conv_transpose_options(params: &Params) -> Result<ConvTransposeOptions> {
+    let d = ConvTransposeOptions::default();
+    Ok(ConvTransposeOptions {
+        stride: non_negative(params, "stride", d.stride)?,
+        padding: non_negative(params, "padding", d.padding)?,
+        output_padding: non_negative(params, "output_padding", d.output_padding)?,
+        dilation: non_negative(params, "dilation", d.dilation)?,
+        groups: non_negative(params, "groups", vec![d.groups])?[0],
     })
 }
 
@@ -105,6 +118,12 @@ pub(super) fn forward(case: &Case, inputs: &Tensors, _module_params: &Tensors) -
         "roll" => x()?.roll(&required_ints(p, "shifts")?, &p.ints("dims")?.unwrap_or_default())?,
         "conv2d" => x()?.conv2d(input(inputs, "w")?, inputs.get("b"), &conv_options(p)?)?,
         "conv3d" => x()?.conv3d(input(inputs, "w")?, inputs.get("b"), &conv_options(p)?)?,
+        "conv_transpose2d" => {
+            x()?.conv_transpose2d(input(inputs, "w")?, inputs.get("b"), &conv_transpose_options(p)?)?
+        }
+        "conv_transpose3d" => {
+            x()?.conv_transpose3d(input(inputs, "w")?, inputs.get("b"), &conv_transpose_options(p)?)?
+        }
         other => return Err(Error::invalid("conformance", format!("unsupported op {other:?}"))),
     };
     Ok(BTreeMap::from([("y".to_string(), y)]))

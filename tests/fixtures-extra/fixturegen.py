@@ -5,6 +5,7 @@ import json
 import os
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import save_file
 
 OUT = os.path.dirname(os.path.abspath(__file__))
@@ -28,4 +29,17 @@ def case(name, op, params, fn, **inputs):
     tensors.update({f"grad.{k}": v.grad for k, v in leaves.items()})
     tensors = {k: v.to(torch.float32).contiguous() for k, v in tensors.items()}
     meta = {"op": op, "params": json.dumps(params), "tol": "0.0001"}
-    save_file(tensors, os.path.join(OUT, f"{name}.safetensors"), metadata=meta)
+    path = os.path.join(OUT, f"{name}.safetensors")
+    if not same_as_file(path, tensors, meta):
+        save_file(tensors, path, metadata=meta)
+
+
+def same_as_file(path, tensors, meta):
+    """Whether `path` already holds these tensors and metadata (the header's key order is not stable
+    between runs, so rewriting an unchanged case would only churn the file)."""
+    if not os.path.exists(path):
+        return False
+    with safe_open(path, "pt") as f:
+        if f.metadata() != meta or set(f.keys()) != set(tensors):
+            return False
+        return all(torch.equal(f.get_tensor(k), v) for k, v in tensors.items())

@@ -45,3 +45,9 @@ case("conv3d_groups3_nobias", "conv3d", {"stride": [2, 1, 3], "padding": [0, 1, 
      lambda x, w: F.conv3d(x, w, None, (2, 1, 3), (0, 1, 2), (1, 2, 1), 3), x=randn(3, 6, 5, 6, 7), w=randn(9, 2, 2, 3, 2))
 case("conv3d_same_k2", "conv3d", {"stride": 1, "padding": "same", "dilation": 1, "groups": 1},
      lambda x, w, b: F.conv3d(x, w, b, padding="same"), x=randn(1, 2, 4, 5, 3), w=randn(3, 2, 2, 3, 2), b=randn(3))
+case("conv_transpose3d_groups_dil", "conv_transpose3d",
+     {"stride": [2, 1, 3], "padding": [1, 0, 2], "output_padding": [1, 0, 2], "dilation": [1, 2, 1], "groups": 2},
+     lambda x, w, b: F.conv_transpose3d(x, w, b, (2, 1, 3), (1, 0, 2), (1, 0, 2), 2, (1, 2, 1)),
+     x=randn(2, 4, 3, 4, 3), w=randn(4, 3, 3, 2, 3), b=randn(6))
+case("conv_transpose2d_pad_nobias", "conv_transpose2d", {"stride": 3, "padding": 1, "output_padding": 2, "groups": 1},
+     lambda x, w: F.conv_transpose2d(x, w, None, 3, 1, 2), x=randn(1, 3, 4, 5), w=randn(3, 2, 4, 3))

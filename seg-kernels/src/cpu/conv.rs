@@ -255,6 +255,17 @@ fn threads() -> usize {
     rayon::current_num_threads()
 }
 
+/// `y[n, c, p] += bias[c]` for a buffer of `(N, C, plane_len)` values, `C = bias.len()`.
+pub fn add_channel_bias<T: GemmElement>(y: &mut [T], bias: &[T], plane_len: usize) {
+    if plane_len == 0 {
+        return;
+    }
+    y.par_chunks_mut(plane_len).enumerate().for_each(|(i, plane)| {
+        let b = bias[i % bias.len()];
+        plane.iter_mut().for_each(|v| *v = *v + b);
+    });
+}
+
 /// `y = conv(x, w) + b` (see the module doc), by im2col and GEMM.
 pub fn conv_forward<T: GemmElement>(g: &ConvGeometry, x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T]) {
     assert!(
@@ -285,11 +296,7 @@ pub fn conv_forward<T: GemmElement>(g: &ConvGeometry, x: &[T], w: &[T], bias: Op
         );
     }
     if let Some(bias) = bias {
-        let p_len = g.output_len();
-        y.par_chunks_mut(p_len).enumerate().for_each(|(i, plane)| {
-            let b = bias[i % g.out_channels];
-            plane.iter_mut().for_each(|v| *v = *v + b);
-        });
+        add_channel_bias(y, bias, g.output_len());
     }
 }
 

@@ -38,7 +38,7 @@ impl Default for ConvOptions {
 }
 
 /// One value per spatial axis from a list of one value or of `rank` values.
-fn per_axis(what: &str, values: &[usize], rank: usize) -> Result<Vec<usize>> {
+pub(super) fn per_axis(what: &str, values: &[usize], rank: usize) -> Result<Vec<usize>> {
     match values.len() {
         1 => Ok(vec![values[0]; rank]),
         n if n == rank => Ok(values.to_vec()),
@@ -50,7 +50,7 @@ fn per_axis(what: &str, values: &[usize], rank: usize) -> Result<Vec<usize>> {
 }
 
 /// The spatial values right-aligned into three axes, `fill` in front.
-fn three(values: &[usize], fill: usize) -> [usize; 3] {
+pub(super) fn three(values: &[usize], fill: usize) -> [usize; 3] {
     let mut out = [fill; 3];
     out[3 - values.len()..].copy_from_slice(values);
     out
@@ -189,30 +189,34 @@ impl Tensor {
         }))
     }
 
-    fn conv_of_rank(&self, rank: usize, weight: &Tensor, bias: Option<&Tensor>, opts: &ConvOptions) -> Result<Tensor> {
+    /// Fails unless `self` is `(N, C, *spatial)` with `rank` spatial axes.
+    pub(super) fn expect_spatial_rank(&self, op: &'static str, rank: usize) -> Result<()> {
         if self.rank() != rank + 2 {
             return Err(Error::ShapeMismatch {
-                op: "conv",
+                op,
                 expected: format!("an input of rank {} (N, C, {rank} spatial axes)", rank + 2),
                 found: self.shape().to_vec(),
             });
         }
-        self.conv(weight, bias, opts)
+        Ok(())
     }
 
     /// `torch.nn.functional.conv1d`: input `(N, Cin, L)`.
     pub fn conv1d(&self, weight: &Tensor, bias: Option<&Tensor>, opts: &ConvOptions) -> Result<Tensor> {
-        self.conv_of_rank(1, weight, bias, opts)
+        self.expect_spatial_rank("conv1d", 1)?;
+        self.conv(weight, bias, opts)
     }
 
     /// `torch.nn.functional.conv2d`: input `(N, Cin, H, W)`.
     pub fn conv2d(&self, weight: &Tensor, bias: Option<&Tensor>, opts: &ConvOptions) -> Result<Tensor> {
-        self.conv_of_rank(2, weight, bias, opts)
+        self.expect_spatial_rank("conv2d", 2)?;
+        self.conv(weight, bias, opts)
     }
 
     /// `torch.nn.functional.conv3d`: input `(N, Cin, D, H, W)`.
     pub fn conv3d(&self, weight: &Tensor, bias: Option<&Tensor>, opts: &ConvOptions) -> Result<Tensor> {
-        self.conv_of_rank(3, weight, bias, opts)
+        self.expect_spatial_rank("conv3d", 3)?;
+        self.conv(weight, bias, opts)
     }
 }
 

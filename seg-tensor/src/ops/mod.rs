@@ -5,6 +5,7 @@ mod cast;
 mod compare;
 mod concat;
 mod conv;
+mod conv_transpose;
 mod index;
 mod matmul;
 mod pad;
@@ -14,6 +15,7 @@ mod unary;
 mod view;
 
 pub use conv::{ConvOptions, ConvPadding};
+pub use conv_transpose::ConvTransposeOptions;
 pub use pad::PadMode;
 pub use unary::Unary;
 
