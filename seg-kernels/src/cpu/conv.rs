@@ -14,11 +14,14 @@
 //! (backward weight), all products by the GEMM of [`super::gemm`]. Tiling bounds the patch matrix to a
 //! few MiB whatever the volume. The `*_reference` functions are the direct loops it is tested against.
 
+use std::any::TypeId;
 use std::ops::Range;
 
 use rayon::prelude::*;
 
+use super::conv_direct::{conv_forward_direct, direct_supported};
 use super::gemm::{gemm, GemmElement, MatLayout, MatMut, MatRef};
+use super::simd::Isa;
 
 /// Shape and hyper-parameters of a convolution. Spatial arrays are `(depth, height, width)`;
 /// a 2-D convolution has depth 1 (kernel 1, stride 1, padding 0, dilation 1), a 1-D one also height 1.
@@ -266,8 +269,33 @@ pub fn add_channel_bias<T: GemmElement>(y: &mut [T], bias: &[T], plane_len: usiz
     });
 }
 
-/// `y = conv(x, w) + b` (see the module doc), by im2col and GEMM.
+/// `slice` as `&[f32]` when `T` is `f32`.
+fn as_f32<T: 'static>(slice: &[T]) -> Option<&[f32]> {
+    // SAFETY: T is f32, so the memory is a valid [f32] of the same length.
+    (TypeId::of::<T>() == TypeId::of::<f32>())
+        .then(|| unsafe { std::slice::from_raw_parts(slice.as_ptr().cast::<f32>(), slice.len()) })
+}
+
+/// `slice` as `&mut [f32]` when `T` is `f32`.
+fn as_f32_mut<T: 'static>(slice: &mut [T]) -> Option<&mut [f32]> {
+    // SAFETY: T is f32, so the memory is a valid [f32] of the same length, borrowed uniquely.
+    (TypeId::of::<T>() == TypeId::of::<f32>())
+        .then(|| unsafe { std::slice::from_raw_parts_mut(slice.as_mut_ptr().cast::<f32>(), slice.len()) })
+}
+
+/// `y = conv(x, w) + b` (see the module doc): for f32 with stride 1 on a SIMD CPU by the direct
+/// kernel of [`super::conv_direct`], otherwise by im2col and GEMM.
 pub fn conv_forward<T: GemmElement>(g: &ConvGeometry, x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T]) {
+    if let (true, Some(isa)) = (direct_supported(g), Isa::detect()) {
+        if let (Some(x), Some(w), Some(y)) = (as_f32(x), as_f32(w), as_f32_mut(y)) {
+            return conv_forward_direct(isa, g, x, w, bias.and_then(as_f32), y);
+        }
+    }
+    conv_forward_im2col(g, x, w, bias, y);
+}
+
+/// `y = conv(x, w) + b` by im2col and GEMM, for any geometry and element type.
+pub fn conv_forward_im2col<T: GemmElement>(g: &ConvGeometry, x: &[T], w: &[T], bias: Option<&[T]>, y: &mut [T]) {
     assert!(
         x.len() == g.x_len() && w.len() == g.w_len() && y.len() == g.y_len(),
         "conv_forward: buffer sizes"

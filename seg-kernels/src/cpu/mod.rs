@@ -1,7 +1,9 @@
 //! CPU kernels: threads with rayon, SIMD chosen at run time.
 
 pub mod conv;
+pub mod conv_direct;
 pub mod gemm;
+pub mod simd;
 
 /// Deterministic test inputs in [-1, 1), without a random-number dependency.
 #[cfg(test)]
