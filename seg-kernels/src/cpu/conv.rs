@@ -19,7 +19,10 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::conv_direct::{conv_forward_direct, direct_supported};
+use super::conv_direct::{
+    backward_data_supported, conv_backward_data_direct, conv_backward_weight_direct, conv_forward_direct,
+    direct_supported,
+};
 use super::gemm::{gemm, GemmElement, MatLayout, MatMut, MatRef};
 use super::simd::Isa;
 
@@ -328,8 +331,19 @@ pub fn conv_forward_im2col<T: GemmElement>(g: &ConvGeometry, x: &[T], w: &[T], b
     }
 }
 
-/// `dx` (overwritten) from `dy` and `w`: the adjoint of the forward in `x`.
+/// `dx` (overwritten) from `dy` and `w`: the adjoint of the forward in `x`. For f32 with stride 1
+/// on a SIMD CPU, the direct kernel on the flipped kernel; otherwise GEMM and col2im.
 pub fn conv_backward_data<T: GemmElement>(g: &ConvGeometry, dy: &[T], w: &[T], dx: &mut [T]) {
+    if let (true, Some(isa)) = (backward_data_supported(g), Isa::detect()) {
+        if let (Some(dy), Some(w), Some(dx)) = (as_f32(dy), as_f32(w), as_f32_mut(dx)) {
+            return conv_backward_data_direct(isa, g, dy, w, dx);
+        }
+    }
+    conv_backward_data_im2col(g, dy, w, dx);
+}
+
+/// `dx` (overwritten) by GEMM and col2im, for any geometry and element type.
+pub fn conv_backward_data_im2col<T: GemmElement>(g: &ConvGeometry, dy: &[T], w: &[T], dx: &mut [T]) {
     assert!(
         dy.len() == g.y_len() && w.len() == g.w_len() && dx.len() == g.x_len(),
         "conv_backward_data: buffer sizes"
@@ -360,8 +374,19 @@ pub fn conv_backward_data<T: GemmElement>(g: &ConvGeometry, dy: &[T], w: &[T], d
     }
 }
 
-/// `dw` (overwritten) from `x` and `dy`: the adjoint of the forward in `w`.
+/// `dw` (overwritten) from `x` and `dy`: the adjoint of the forward in `w`. For f32 with stride 1,
+/// the SIMD kernel on the padded input; otherwise im2col and GEMM.
 pub fn conv_backward_weight<T: GemmElement>(g: &ConvGeometry, x: &[T], dy: &[T], dw: &mut [T]) {
+    if let (true, Some(isa)) = (direct_supported(g), Isa::detect()) {
+        if let (Some(x), Some(dy), Some(dw)) = (as_f32(x), as_f32(dy), as_f32_mut(dw)) {
+            return conv_backward_weight_direct(isa, g, x, dy, dw);
+        }
+    }
+    conv_backward_weight_im2col(g, x, dy, dw);
+}
+
+/// `dw` (overwritten) by im2col and GEMM, for any geometry and element type.
+pub fn conv_backward_weight_im2col<T: GemmElement>(g: &ConvGeometry, x: &[T], dy: &[T], dw: &mut [T]) {
     assert!(
         x.len() == g.x_len() && dy.len() == g.y_len() && dw.len() == g.w_len(),
         "conv_backward_weight: buffer sizes"
