@@ -368,10 +368,7 @@ unsafe fn weight_block<S: super::simd::F32Simd, const OB: usize, const KB: usize
     out: &mut [f32],
 ) {
     let mut acc = [[S::splat(0.0); KB]; OB];
-    let mut off = [0usize; KB];
-    for t in 0..KB {
-        off[t] = taps[k0 + t];
-    }
+    let off: [usize; KB] = taps[k0..k0 + KB].try_into().expect("KB taps from k0");
     let mut d = [S::splat(0.0); OB];
     let mut q = 0;
     while q < len {
@@ -524,6 +521,9 @@ mod tests {
         found
     }
 
+    /// A reference computation `f(p, q, r, out)` of the property test.
+    type Reference<'a> = &'a dyn Fn(&[f64], &[f64], &[f64], &mut [f64]);
+
     /// The first element whose f32 value is further from the exact one than f32 summation allows:
     /// `1e-5 * magnitude + 1e-6`, `magnitude` the sum of absolute products behind it.
     fn mismatch(actual: &[f32], exact: &[f64], magnitude: &[f64]) -> Option<String> {
@@ -559,7 +559,7 @@ mod tests {
             let abs = |v: &[f64]| v.iter().map(|v| v.abs()).collect::<Vec<f64>>();
             let (x, w, b, dy) = (values(g.x_len(), 1), values(g.w_len(), 2), values(g.out_channels, 3), values(g.y_len(), 4));
             let (x32, w32, b32, dy32) = (to32(&x), to32(&w), to32(&b), to32(&dy));
-            let exact = |f: &dyn Fn(&[f64], &[f64], &[f64], &mut [f64]), p: &[f64], q: &[f64], r: &[f64], len: usize| {
+            let exact = |f: Reference, p: &[f64], q: &[f64], r: &[f64], len: usize| {
                 let (mut value, mut magnitude) = (vec![0.0; len], vec![0.0; len]);
                 f(p, q, r, &mut value);
                 f(&abs(p), &abs(q), &abs(r), &mut magnitude);
