@@ -35,11 +35,14 @@ fn blocks<'a, T: Element>(t: &'a Tensor, op: &'static str, dims: &[isize]) -> Re
     }
     let block = reduced.iter().map(|&d| t.shape()[d]).product();
     let drop_shape = kept.iter().map(|&d| t.shape()[d]).collect();
-    let values = if order.iter().enumerate().all(|(i, &d)| i == d) {
-        t.values::<T>()?
+    // The reduced axes moved last; a gather only when that order is not already dense (size-1
+    // axes, such as a batch of one in front of a channel sum, move for free).
+    let view = t.layout().permute(&order);
+    let data = T::unwrap(t.storage().cpu()).expect("dtype checked by the caller");
+    let values = if view.is_contiguous() {
+        Cow::Borrowed(&data[view.offset()..view.offset() + view.numel()])
     } else {
-        let data = T::unwrap(t.storage().cpu()).expect("dtype checked by the caller");
-        Cow::Owned(t.layout().permute(&order).offsets().map(|o| data[o]).collect())
+        Cow::Owned(view.offsets().map(|o| data[o]).collect())
     };
     Ok(Blocks {
         values,
