@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use seg_tensor::{ConvOptions, ConvPadding, DType, Result, Tensor};
+use seg_tensor::{ConvOptions, ConvPadding, ConvTransposeOptions, DType, Result, Tensor};
 
 /// The timed body of a case.
 type Body = Box<dyn FnMut() -> Result<()>>;
@@ -59,13 +59,36 @@ fn conv3d_case(c: usize, s: usize, backward: bool) -> Case {
     }
 }
 
+/// `conv_transpose3d(x, w)` with `x (1, 64, 16, 16, 16)`, `w (64, 32, 2, 2, 2)`, stride 2, forward and
+/// the backward for x and w.
+fn conv_transpose3d_case() -> Case {
+    Case {
+        name: "conv_transpose3d_fwdbwd_c64_s16".into(),
+        gflop: Some(3.0 * 2.0 * (64 * 32 * 8 * 16 * 16 * 16) as f64 / 1e9),
+        prepare: Box::new(|| {
+            let x = Tensor::randn(&[1, 64, 16, 16, 16], 1, DType::F32)?.requires_grad();
+            let w = Tensor::randn(&[64, 32, 2, 2, 2], 2, DType::F32)?
+                .mul_scalar(0.05)?
+                .requires_grad();
+            let gy = Tensor::randn(&[1, 32, 32, 32, 32], 3, DType::F32)?;
+            let opts = ConvTransposeOptions {
+                stride: vec![2],
+                ..Default::default()
+            };
+            Ok(Box::new(move || {
+                x.conv_transpose3d(&w, None, &opts)?.backward_with(&gy).map(drop)
+            }))
+        }),
+    }
+}
+
 fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
     for (c, s) in [(32, 64), (64, 32), (128, 16), (16, 96)] {
         cases.push(conv3d_case(c, s, false));
         cases.push(conv3d_case(c, s, true));
     }
-    cases.extend([matmul_case(1024), matmul_case(2048)]);
+    cases.extend([conv_transpose3d_case(), matmul_case(1024), matmul_case(2048)]);
     cases
 }
 

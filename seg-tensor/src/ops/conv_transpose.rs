@@ -192,6 +192,17 @@ impl Tensor {
         }))
     }
 
+    /// `torch.nn.functional.conv_transpose1d`: input `(N, Cin, L)`.
+    pub fn conv_transpose1d(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        opts: &ConvTransposeOptions,
+    ) -> Result<Tensor> {
+        self.expect_spatial_rank("conv_transpose1d", 1)?;
+        self.conv_transpose(weight, bias, opts)
+    }
+
     /// `torch.nn.functional.conv_transpose2d`: input `(N, Cin, H, W)`.
     pub fn conv_transpose2d(
         &self,
@@ -252,6 +263,10 @@ mod tests {
             .conv_transpose2d(&randn(&[4, 2, 2, 2], 5), None, &opts)
             .unwrap();
         assert_eq!(y.shape(), &[1, 2, 6, 10]);
+        let y = randn(&[2, 4, 5], 10)
+            .conv_transpose1d(&randn(&[4, 3, 3], 11), None, &opts)
+            .unwrap();
+        assert_eq!(y.shape(), &[2, 3, 11]);
     }
 
     #[test]
