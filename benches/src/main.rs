@@ -121,6 +121,12 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if let Some(gflops) = seg_kernels::cpu::simd::measure_fma_peak(available_threads()) {
+        println!(
+            "{}",
+            serde_json::json!({"name": "fma_peak", "gflops": (gflops * 10.0).round() / 10.0})
+        );
+    }
     for case in cases() {
         if only.as_ref().is_some_and(|p| !case.name.contains(p.as_str())) {
             continue;
@@ -137,4 +143,9 @@ fn main() {
             }
         }
     }
+}
+
+/// The cores the process is given (rayon and the peak measurement use them all).
+fn available_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
 }

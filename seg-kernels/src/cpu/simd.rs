@@ -89,6 +89,34 @@ mod x86 {
         }
     }
 
+    /// Runs 12 independent FMA chains for `iterations` steps; returns the flops done.
+    #[inline(always)]
+    unsafe fn fma_chains<S: F32Simd>(iterations: u64) -> f64 {
+        let (a, b) = (S::splat(0.999_999), S::splat(1e-7));
+        let mut acc = [S::splat(1.0); 12];
+        for _ in 0..iterations {
+            for v in acc.iter_mut() {
+                *v = S::fma(*v, a, b);
+            }
+        }
+        let mut sink = [0.0f32; 16];
+        for v in acc {
+            S::store(sink.as_mut_ptr(), v, S::LANES);
+            std::hint::black_box(sink);
+        }
+        (iterations * 12 * 2 * S::LANES as u64) as f64
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn fma_chains_avx512(iterations: u64) -> f64 {
+        fma_chains::<Avx512>(iterations)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn fma_chains_avx2(iterations: u64) -> f64 {
+        fma_chains::<Avx2>(iterations)
+    }
+
     /// 8 lanes in a ymm register.
     pub struct Avx2;
 
@@ -125,5 +153,35 @@ mod x86 {
         unsafe fn fma(a: __m256, b: __m256, c: __m256) -> __m256 {
             _mm256_fmadd_ps(a, b, c)
         }
+    }
+}
+
+/// Measures this CPU's f32 fused-multiply-add peak in GFLOP/s on `threads` threads: independent
+/// chains of vector FMAs (enough to hide the latency), `2 * LANES` flops each. The reference that
+/// kernel efficiencies are quoted against.
+pub fn measure_fma_peak(threads: usize) -> Option<f64> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let isa = Isa::detect()?;
+        let iterations = 20_000_000u64;
+        let start = std::time::Instant::now();
+        let flops: f64 = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads)
+                .map(|_| {
+                    s.spawn(move || match isa {
+                        // SAFETY: the instruction set was detected on this CPU.
+                        Isa::Avx512 => unsafe { x86::fma_chains_avx512(iterations) },
+                        Isa::Avx2Fma => unsafe { x86::fma_chains_avx2(iterations) },
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("FMA thread")).sum()
+        });
+        Some(flops / start.elapsed().as_secs_f64() / 1e9)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = threads;
+        None
     }
 }
