@@ -122,7 +122,8 @@ fn main() {
         }
     };
     if let Some(gflops) = seg_kernels::cpu::simd::measure_fma_peak(available_threads()) {
-        println!(
+        // On stderr: stdout holds only case lines (name, ms, gflop), as the suite's format says.
+        eprintln!(
             "{}",
             serde_json::json!({"name": "fma_peak", "gflops": (gflops * 10.0).round() / 10.0})
         );
