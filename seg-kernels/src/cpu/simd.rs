@@ -46,6 +46,54 @@ pub trait F32Simd {
     /// # Safety
     /// As for every method of this trait (see its doc).
     unsafe fn fma(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    /// # Safety
+    /// As for every method of this trait (see its doc).
+    unsafe fn add(a: Self::V, b: Self::V) -> Self::V;
+    /// # Safety
+    /// As for every method of this trait (see its doc).
+    unsafe fn mul(a: Self::V, b: Self::V) -> Self::V;
+    /// # Safety
+    /// As for every method of this trait (see its doc).
+    unsafe fn min(a: Self::V, b: Self::V) -> Self::V;
+    /// # Safety
+    /// As for every method of this trait (see its doc).
+    unsafe fn max(a: Self::V, b: Self::V) -> Self::V;
+    /// Rounds to the nearest integer (ties to even).
+    ///
+    /// # Safety
+    /// As for every method of this trait (see its doc).
+    unsafe fn round(a: Self::V) -> Self::V;
+    /// `2^k` for integer-valued `k` in `[-126, 127]`, built in the exponent bits.
+    ///
+    /// # Safety
+    /// As for every method of this trait (see its doc).
+    unsafe fn pow2i(k: Self::V) -> Self::V;
+    /// The sum of all lanes.
+    ///
+    /// # Safety
+    /// As for every method of this trait (see its doc).
+    unsafe fn sum(a: Self::V) -> f32;
+
+    /// `e^x` lane by lane, to about 2 ulp: `x = k ln 2 + r` with `|r| <= ln 2 / 2`, `e^r` by its
+    /// degree-6 Taylor polynomial (remainder below 2e-7 relative), times `2^k`. Inputs are clamped to
+    /// `[-87.3, 88.7]`, so the result never underflows to 0 nor overflows (e^-87.3 is about 1e-38).
+    ///
+    /// # Safety
+    /// As for every method of this trait (see its doc).
+    #[inline(always)]
+    unsafe fn exp(x: Self::V) -> Self::V {
+        const LN2_HI: f32 = 0.693_145_75;
+        const LN2_LO: f32 = 1.428_606_8e-6;
+        let x = Self::min(Self::max(x, Self::splat(-87.3)), Self::splat(88.7));
+        let k = Self::round(Self::mul(x, Self::splat(std::f32::consts::LOG2_E)));
+        let r = Self::fma(k, Self::splat(-LN2_HI), x);
+        let r = Self::fma(k, Self::splat(-LN2_LO), r);
+        let mut p = Self::splat(1.0 / 720.0);
+        for c in [1.0 / 120.0, 1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0] {
+            p = Self::fma(p, r, Self::splat(c));
+        }
+        Self::mul(p, Self::pow2i(k))
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -86,6 +134,37 @@ mod x86 {
         #[inline(always)]
         unsafe fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
             _mm512_fmadd_ps(a, b, c)
+        }
+        #[inline(always)]
+        unsafe fn add(a: __m512, b: __m512) -> __m512 {
+            _mm512_add_ps(a, b)
+        }
+        #[inline(always)]
+        unsafe fn mul(a: __m512, b: __m512) -> __m512 {
+            _mm512_mul_ps(a, b)
+        }
+        #[inline(always)]
+        unsafe fn min(a: __m512, b: __m512) -> __m512 {
+            _mm512_min_ps(a, b)
+        }
+        #[inline(always)]
+        unsafe fn max(a: __m512, b: __m512) -> __m512 {
+            _mm512_max_ps(a, b)
+        }
+        #[inline(always)]
+        unsafe fn round(a: __m512) -> __m512 {
+            _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a)
+        }
+        #[inline(always)]
+        unsafe fn pow2i(k: __m512) -> __m512 {
+            _mm512_castsi512_ps(_mm512_slli_epi32::<23>(_mm512_add_epi32(
+                _mm512_cvtps_epi32(k),
+                _mm512_set1_epi32(127),
+            )))
+        }
+        #[inline(always)]
+        unsafe fn sum(a: __m512) -> f32 {
+            _mm512_reduce_add_ps(a)
         }
     }
 
@@ -153,6 +232,39 @@ mod x86 {
         unsafe fn fma(a: __m256, b: __m256, c: __m256) -> __m256 {
             _mm256_fmadd_ps(a, b, c)
         }
+        #[inline(always)]
+        unsafe fn add(a: __m256, b: __m256) -> __m256 {
+            _mm256_add_ps(a, b)
+        }
+        #[inline(always)]
+        unsafe fn mul(a: __m256, b: __m256) -> __m256 {
+            _mm256_mul_ps(a, b)
+        }
+        #[inline(always)]
+        unsafe fn min(a: __m256, b: __m256) -> __m256 {
+            _mm256_min_ps(a, b)
+        }
+        #[inline(always)]
+        unsafe fn max(a: __m256, b: __m256) -> __m256 {
+            _mm256_max_ps(a, b)
+        }
+        #[inline(always)]
+        unsafe fn round(a: __m256) -> __m256 {
+            _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(a)
+        }
+        #[inline(always)]
+        unsafe fn pow2i(k: __m256) -> __m256 {
+            _mm256_castsi256_ps(_mm256_slli_epi32::<23>(_mm256_add_epi32(
+                _mm256_cvtps_epi32(k),
+                _mm256_set1_epi32(127),
+            )))
+        }
+        #[inline(always)]
+        unsafe fn sum(a: __m256) -> f32 {
+            let halves = _mm_add_ps(_mm256_castps256_ps128(a), _mm256_extractf128_ps::<1>(a));
+            let pairs = _mm_add_ps(halves, _mm_movehl_ps(halves, halves));
+            _mm_cvtss_f32(_mm_add_ss(pairs, _mm_shuffle_ps::<1>(pairs, pairs)))
+        }
     }
 }
 
@@ -183,5 +295,69 @@ pub fn measure_fma_peak(threads: usize) -> Option<f64> {
     {
         let _ = threads;
         None
+    }
+}
+
+#[cfg(all(test, target_arch = "x86_64"))]
+mod tests {
+    use super::*;
+
+    /// Runs `check` for every instruction set this CPU has.
+    fn for_each_isa(check: impl Fn(Isa)) {
+        if std::arch::is_x86_feature_detected!("avx512f") {
+            check(Isa::Avx512);
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+            check(Isa::Avx2Fma);
+        }
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn exp_and_sum_avx512(xs: &[f32; 16]) -> ([f32; 16], f32) {
+        exp_and_sum::<Avx512>(xs)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn exp_and_sum_avx2(xs: &[f32; 16]) -> ([f32; 16], f32) {
+        exp_and_sum::<Avx2>(xs)
+    }
+
+    #[inline(always)]
+    unsafe fn exp_and_sum<S: F32Simd>(xs: &[f32; 16]) -> ([f32; 16], f32) {
+        let mut out = [0.0f32; 16];
+        let mut total = 0.0;
+        for i in (0..16).step_by(S::LANES) {
+            let v = S::load(xs.as_ptr().add(i), S::LANES);
+            S::store(out.as_mut_ptr().add(i), S::exp(v), S::LANES);
+            total += S::sum(v);
+        }
+        (out, total)
+    }
+
+    #[test]
+    fn exp_is_within_a_few_ulp_and_sum_adds_all_lanes() {
+        for_each_isa(|isa| {
+            let mut worst: f64 = 0.0;
+            for step in 0..2000 {
+                let xs: [f32; 16] = std::array::from_fn(|i| -87.0 + 0.0054 * (step * 16 + i) as f32);
+                // SAFETY: the ISA was detected.
+                let (ys, total) = unsafe {
+                    match isa {
+                        Isa::Avx512 => exp_and_sum_avx512(&xs),
+                        Isa::Avx2Fma => exp_and_sum_avx2(&xs),
+                    }
+                };
+                for (x, y) in xs.iter().zip(ys) {
+                    let exact = (*x as f64).exp();
+                    worst = worst.max((y as f64 - exact).abs() / exact);
+                }
+                let expected: f32 = xs.iter().sum();
+                assert!(
+                    (total - expected).abs() <= 1e-4 * expected.abs().max(1.0),
+                    "{isa:?} sum"
+                );
+            }
+            assert!(worst < 5e-7, "{isa:?}: relative error {worst}");
+        });
     }
 }
