@@ -17,6 +17,7 @@ use rayon::prelude::*;
 
 use super::conv::ConvGeometry;
 use super::simd::Isa;
+use super::SharedOut;
 
 /// Whether [`conv_forward_direct`] handles `g`.
 pub fn direct_supported(g: &ConvGeometry) -> bool {
@@ -210,19 +211,6 @@ fn tap_offset(g: &ConvGeometry, k: usize, hp: usize, wp: usize) -> usize {
     (kz * g.dilation[0] * hp + ky * g.dilation[1]) * wp + kx * g.dilation[2]
 }
 
-/// A pointer that parallel tasks write through at disjoint places.
-#[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
-// SAFETY: every task writes a distinct (channel, depth slice) region; see `forward_with`.
-unsafe impl Send for SharedOut {}
-unsafe impl Sync for SharedOut {}
-
-impl SharedOut {
-    fn at(self, offset: usize) -> *mut f32 {
-        self.0.wrapping_add(offset)
-    }
-}
-
 #[cfg(target_arch = "x86_64")]
 fn forward_with(
     g: &ConvGeometry,
@@ -246,7 +234,7 @@ fn forward_with(
     let len = (oh - 1) * wp + ow;
     let out_plane = od * oh * ow;
     let mut xpad = vec![0.0f32; g.in_channels * plane];
-    let out = SharedOut(y.as_mut_ptr());
+    let out = SharedOut::new(y);
     for n in 0..g.batch {
         pad_sample(g, x, n, &mut xpad);
         let line = Line {
@@ -276,8 +264,8 @@ fn forward_with(
                     for r in 0..oh {
                         let src = &scratch[j * len + r * wp..][..ow];
                         // SAFETY: task (gi, b, z) alone writes channels first..first + channels at
-                        // depth z of sample n; the range lies inside y (checked length above).
-                        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), out.at(base + r * ow), ow) };
+                        // depth z of sample n.
+                        unsafe { out.write(base + r * ow, src) };
                     }
                 }
             },
