@@ -3,6 +3,7 @@
 pub mod conv;
 pub mod conv_direct;
 pub mod gemm;
+pub mod selective_scan;
 pub mod simd;
 
 /// A buffer that parallel tasks write through at places no two tasks share (each user says why
