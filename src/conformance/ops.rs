@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::{Case, Params};
-use crate::{ConvOptions, ConvPadding, ConvTransposeOptions, Error, PadMode, Result, Tensor};
+use crate::{ConvOptions, ConvPadding, ConvTransposeOptions, Error, PadMode, Result, ScanOptions, Tensor};
 
 type Tensors = BTreeMap<String, Tensor>;
 
@@ -123,6 +123,21 @@ pub(super) fn forward(case: &Case, inputs: &Tensors, _module_params: &Tensors) -
         }
         "conv_transpose3d" => {
             x()?.conv_transpose3d(input(inputs, "w")?, inputs.get("b"), &conv_transpose_options(p)?)?
+        }
+        "selective_scan" => {
+            let options = ScanOptions {
+                d: inputs.get("D"),
+                z: inputs.get("z"),
+                delta_bias: inputs.get("delta_bias"),
+                delta_softplus: p.bool_or("delta_softplus", false)?,
+            };
+            let (u, delta) = (input(inputs, "u")?, input(inputs, "delta")?);
+            let (a, b, c) = (input(inputs, "A")?, input(inputs, "B")?, input(inputs, "C")?);
+            let (y, last_state) = u.selective_scan(delta, a, b, c, &options)?;
+            return Ok(BTreeMap::from([
+                ("y".to_string(), y),
+                ("last_state".to_string(), last_state),
+            ]));
         }
         other => return Err(Error::invalid("conformance", format!("unsupported op {other:?}"))),
     };

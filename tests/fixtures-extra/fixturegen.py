@@ -18,17 +18,20 @@ def randn(*shape):
     return torch.randn(tuple(shape), generator=gen, dtype=torch.float64)
 
 
-def case(name, op, params, fn, **inputs):
+def case(name, op, params, fn, tol="0.0001", **inputs):
+    """One fixture: `fn(**inputs)` returns the output `y`, or a dict of named outputs."""
     leaves = {k: v.clone().requires_grad_(True) for k, v in inputs.items()}
-    y = fn(**leaves)
-    gout = randn(tuple(y.shape))
-    (y * gout).sum().backward()
+    outputs = fn(**leaves)
+    if not isinstance(outputs, dict):
+        outputs = {"y": outputs}
+    gouts = {k: randn(tuple(v.shape)) for k, v in outputs.items()}
+    sum((outputs[k] * gouts[k]).sum() for k in outputs).backward()
     tensors = {f"in.{k}": v for k, v in inputs.items()}
-    tensors["out.y"] = y.detach()
-    tensors["gout.y"] = gout
-    tensors.update({f"grad.{k}": v.grad for k, v in leaves.items()})
+    tensors.update({f"out.{k}": v.detach() for k, v in outputs.items()})
+    tensors.update({f"gout.{k}": v for k, v in gouts.items()})
+    tensors.update({f"grad.{k}": v.grad for k, v in leaves.items() if v.grad is not None})
     tensors = {k: v.to(torch.float32).contiguous() for k, v in tensors.items()}
-    meta = {"op": op, "params": json.dumps(params), "tol": "0.0001"}
+    meta = {"op": op, "params": json.dumps(params), "tol": tol}
     path = os.path.join(OUT, f"{name}.safetensors")
     if not same_as_file(path, tensors, meta):
         save_file(tensors, path, metadata=meta)

@@ -10,6 +10,7 @@ mod index;
 mod matmul;
 mod pad;
 mod reduce;
+mod selective_scan;
 mod softmax;
 mod unary;
 mod view;
@@ -17,6 +18,7 @@ mod view;
 pub use conv::{ConvOptions, ConvPadding};
 pub use conv_transpose::ConvTransposeOptions;
 pub use pad::PadMode;
+pub use selective_scan::ScanOptions;
 pub use unary::Unary;
 
 use std::borrow::Cow;
