@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use seg_tensor::{ConvOptions, ConvPadding, ConvTransposeOptions, DType, Result, Tensor};
+use seg_tensor::{ConvOptions, ConvPadding, ConvTransposeOptions, DType, Result, ScanOptions, Tensor};
 
 /// The timed body of a case.
 type Body = Box<dyn FnMut() -> Result<()>>;
@@ -82,6 +82,40 @@ fn conv_transpose3d_case() -> Case {
     }
 }
 
+/// Mamba's selective scan with D, z, delta_bias and softplus: u (1, 384, len), A (384, 16), B, C
+/// (1, 16, len), forward and the backward for every input.
+fn selective_scan_case(len: usize) -> Case {
+    Case {
+        name: format!("selective_scan_fwdbwd_d384_l{len}_n16"),
+        gflop: None,
+        prepare: Box::new(move || {
+            let (d, n) = (384, 16);
+            let leaf = |t: Tensor| t.requires_grad();
+            let u = leaf(Tensor::randn(&[1, d, len], 1, DType::F32)?);
+            let delta = leaf(Tensor::randn(&[1, d, len], 2, DType::F32)?.mul_scalar(0.5)?);
+            let a = leaf(Tensor::randn(&[d, n], 3, DType::F32)?.mul_scalar(0.5)?.exp()?.neg()?);
+            let b = leaf(Tensor::randn(&[1, n, len], 4, DType::F32)?);
+            let c = leaf(Tensor::randn(&[1, n, len], 5, DType::F32)?);
+            let skip = leaf(Tensor::randn(&[d], 6, DType::F32)?);
+            let z = leaf(Tensor::randn(&[1, d, len], 7, DType::F32)?);
+            let bias = leaf(Tensor::randn(&[d], 8, DType::F32)?.mul_scalar(0.1)?);
+            let gy = Tensor::randn(&[1, d, len], 9, DType::F32)?;
+            Ok(Box::new(move || {
+                let options = ScanOptions {
+                    d: Some(&skip),
+                    z: Some(&z),
+                    delta_bias: Some(&bias),
+                    delta_softplus: true,
+                };
+                u.selective_scan(&delta, &a, &b, &c, &options)?
+                    .0
+                    .backward_with(&gy)
+                    .map(drop)
+            }))
+        }),
+    }
+}
+
 fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
     for (c, s) in [(32, 64), (64, 32), (128, 16), (16, 96)] {
@@ -89,6 +123,7 @@ fn cases() -> Vec<Case> {
         cases.push(conv3d_case(c, s, true));
     }
     cases.extend([conv_transpose3d_case(), matmul_case(1024), matmul_case(2048)]);
+    cases.extend([1024, 8192, 65536].map(selective_scan_case));
     cases
 }
 

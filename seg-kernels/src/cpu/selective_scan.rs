@@ -303,6 +303,60 @@ mod fast {
     use super::super::simd::{Avx2, Avx512, F32Simd};
     use super::*;
 
+    /// Per-position terms of up to [`CHUNK`] positions from `start`: the step `dt`, its derivative
+    /// in `delta`, the gate `silu(z)` and its derivative, computed a vector of positions at a time
+    /// (softplus and sigmoid need exp and ln, which per position in scalar code cost more than the
+    /// whole state update).
+    pub(super) struct PositionTerms {
+        start: usize,
+        dt: [f32; CHUNK],
+        ddt: [f32; CHUNK],
+        gate: [f32; CHUNK],
+        dgate: [f32; CHUNK],
+    }
+
+    impl Default for PositionTerms {
+        fn default() -> Self {
+            Self {
+                start: 0,
+                dt: [0.0; CHUNK],
+                ddt: [0.0; CHUNK],
+                gate: [1.0; CHUNK],
+                dgate: [0.0; CHUNK],
+            }
+        }
+    }
+
+    impl PositionTerms {
+        /// Fills the terms of positions `start..start + n` (`n <= CHUNK`) of the channel at `row`.
+        ///
+        /// # Safety
+        /// The CPU supports `S`'s instruction set.
+        #[inline(always)]
+        unsafe fn fill<S: F32Simd>(&mut self, p: &Packed, row: usize, bias: f32, start: usize, n: usize) {
+            self.start = start;
+            let one = S::splat(1.0);
+            for i in (0..n).step_by(S::LANES) {
+                let lanes = S::LANES.min(n - i);
+                let x = S::add(S::load(p.x.delta.as_ptr().add(row + start + i), lanes), S::splat(bias));
+                let (dt, ddt) = if p.shape.delta_softplus {
+                    (S::softplus(x), S::sigmoid(x))
+                } else {
+                    (x, one)
+                };
+                S::store(self.dt.as_mut_ptr().add(i), dt, lanes);
+                S::store(self.ddt.as_mut_ptr().add(i), ddt, lanes);
+                if let Some(z) = p.x.z {
+                    let z = S::load(z.as_ptr().add(row + start + i), lanes);
+                    let sg = S::sigmoid(z);
+                    let dgate = S::mul(sg, S::fma(z, S::sub(one, sg), one));
+                    S::store(self.gate.as_mut_ptr().add(i), S::mul(z, sg), lanes);
+                    S::store(self.dgate.as_mut_ptr().add(i), dgate, lanes);
+                }
+            }
+        }
+    }
+
     /// Runs channel `(b, d)` forward from position `from` with state `h` (padded, updated), writing
     /// `y` when given and the state at the end of every chunk into `checkpoints` when given.
     ///
@@ -321,8 +375,12 @@ mod fast {
         let (row, grow) = (rows(&p.shape, b, d).0, p.group_row(b, d));
         let bias = p.x.delta_bias.map_or(0.0, |v| v[d]);
         let a = &p.a[d * p.padded..][..p.padded];
+        let mut terms = PositionTerms::default();
         for l in range.clone() {
-            let (dt, _) = step_dt(&p.shape, p.x.delta[row + l], bias);
+            if l == range.start || l % CHUNK == 0 {
+                terms.fill::<S>(p, row, bias, l, (CHUNK - l % CHUNK).min(range.end - l));
+            }
+            let dt = terms.dt[l - terms.start];
             let u = p.x.u[row + l];
             let (dtv, duv) = (S::splat(dt), S::splat(dt * u));
             let (bl, cl) = (
@@ -342,7 +400,7 @@ mod fast {
             }
             if let Some(y) = y.as_deref_mut() {
                 let skip = p.x.d.map_or(0.0, |dd| dd[d] * u);
-                y[l] = (S::sum(acc) + skip) * gate(p.x.z.map(|z| z[row + l])).0;
+                y[l] = (S::sum(acc) + skip) * terms.gate[l - terms.start];
             }
             if let Some(states) = states.as_deref_mut() {
                 states[(l - range.start) * p.padded..][..p.padded].copy_from_slice(h);
@@ -388,13 +446,16 @@ mod fast {
             gh[..p.shape.state].copy_from_slice(&gl[(b * p.shape.dim + d) * p.shape.state..][..p.shape.state]);
         }
         let mut states = vec![0.0f32; CHUNK * np];
+        let mut terms = PositionTerms::default();
         let mut h = vec![0.0f32; np];
         for chunk in (0..len.div_ceil(CHUNK)).rev() {
             let range = chunk * CHUNK..len.min((chunk + 1) * CHUNK);
             h.copy_from_slice(&starts[chunk * np..][..np]);
             forward_channel::<S>(p, b, d, range.clone(), &mut h, None, Some(&mut states));
+            terms.fill::<S>(p, row, bias, range.start, range.len());
             for l in range.clone().rev() {
-                let (dt, ddt) = step_dt(&p.shape, p.x.delta[row + l], bias);
+                let i = l - range.start;
+                let (dt, ddt) = (terms.dt[i], terms.ddt[i]);
                 let u = p.x.u[row + l];
                 let at = l - range.start;
                 let hl = states.as_ptr().add(at * np);
@@ -414,7 +475,7 @@ mod fast {
                 }
                 let y = S::sum(y);
                 let skip = p.x.d.map_or(0.0, |dd| dd[d] * u);
-                let (s, ds) = gate(p.x.z.map(|z| z[row + l]));
+                let (s, ds) = (terms.gate[i], terms.dgate[i]);
                 let gyl = gy[row + l] * s;
                 if p.x.z.is_some() {
                     g.z[l] = gy[row + l] * (y + skip) * ds;

@@ -68,6 +68,22 @@ pub trait F32Simd {
     /// # Safety
     /// As for every method of this trait (see its doc).
     unsafe fn pow2i(k: Self::V) -> Self::V;
+    /// # Safety
+    /// As for every method of this trait (see its doc).
+    unsafe fn sub(a: Self::V, b: Self::V) -> Self::V;
+    /// # Safety
+    /// As for every method of this trait (see its doc).
+    unsafe fn div(a: Self::V, b: Self::V) -> Self::V;
+    /// `t` where `a > b`, else `f`, lane by lane.
+    ///
+    /// # Safety
+    /// As for every method of this trait (see its doc).
+    unsafe fn select_gt(a: Self::V, b: Self::V, t: Self::V, f: Self::V) -> Self::V;
+    /// `(m, e)` with `x = m 2^e`, `m` in `[1, 2)`, for positive normal `x`.
+    ///
+    /// # Safety
+    /// As for every method of this trait (see its doc).
+    unsafe fn split_exponent(x: Self::V) -> (Self::V, Self::V);
     /// The sum of all lanes.
     ///
     /// # Safety
@@ -93,6 +109,69 @@ pub trait F32Simd {
             p = Self::fma(p, r, Self::splat(c));
         }
         Self::mul(p, Self::pow2i(k))
+    }
+
+    /// `ln x` for positive normal `x`, to a few ulp: `x = m 2^e` with `m` in `[sqrt(1/2), sqrt 2)`,
+    /// `ln m = 2 atanh(t)`, `t = (m - 1) / (m + 1)`, by its odd series to `t^9`.
+    ///
+    /// # Safety
+    /// As for every method of this trait (see its doc).
+    #[inline(always)]
+    unsafe fn ln(x: Self::V) -> Self::V {
+        let (m, e) = Self::split_exponent(x);
+        let big = std::f32::consts::SQRT_2;
+        let (m, e) = (
+            Self::select_gt(m, Self::splat(big), Self::mul(m, Self::splat(0.5)), m),
+            Self::select_gt(m, Self::splat(big), Self::add(e, Self::splat(1.0)), e),
+        );
+        let one = Self::splat(1.0);
+        let t = Self::div(Self::sub(m, one), Self::add(m, one));
+        let t2 = Self::mul(t, t);
+        let mut p = Self::splat(1.0 / 9.0);
+        for c in [1.0 / 7.0, 1.0 / 5.0, 1.0 / 3.0, 1.0] {
+            p = Self::fma(p, t2, Self::splat(c));
+        }
+        Self::fma(
+            Self::mul(Self::splat(2.0), t),
+            p,
+            Self::mul(e, Self::splat(std::f32::consts::LN_2)),
+        )
+    }
+
+    /// `ln(1 + y)` for `y > -1`, accurate also for tiny `y` (Goldberg's correction:
+    /// `ln(u) y / (u - 1)` with `u = 1 + y` rounded, or `y` where `u` rounds to 1).
+    ///
+    /// # Safety
+    /// As for every method of this trait (see its doc).
+    #[inline(always)]
+    unsafe fn ln_1p(y: Self::V) -> Self::V {
+        let u = Self::add(Self::splat(1.0), y);
+        let du = Self::sub(u, Self::splat(1.0));
+        let corrected = Self::div(Self::mul(Self::ln(u), y), Self::max(du, Self::splat(f32::MIN_POSITIVE)));
+        // du > 0 or du < 0 means u moved off 1; du == 0 leaves y itself.
+        Self::select_gt(Self::mul(du, du), Self::splat(0.0), corrected, y)
+    }
+
+    /// `1 / (1 + e^-x)`.
+    ///
+    /// # Safety
+    /// As for every method of this trait (see its doc).
+    #[inline(always)]
+    unsafe fn sigmoid(x: Self::V) -> Self::V {
+        let one = Self::splat(1.0);
+        Self::div(one, Self::add(one, Self::exp(Self::sub(Self::splat(0.0), x))))
+    }
+
+    /// `ln(1 + e^x) = max(x, 0) + ln(1 + e^-|x|)`, which equals PyTorch's thresholded softplus to
+    /// f32 precision (above 20 the second term is below half an ulp of x).
+    ///
+    /// # Safety
+    /// As for every method of this trait (see its doc).
+    #[inline(always)]
+    unsafe fn softplus(x: Self::V) -> Self::V {
+        let zero = Self::splat(0.0);
+        let neg_abs = Self::min(x, Self::sub(zero, x));
+        Self::add(Self::max(x, zero), Self::ln_1p(Self::exp(neg_abs)))
     }
 }
 
@@ -165,6 +244,25 @@ mod x86 {
         #[inline(always)]
         unsafe fn sum(a: __m512) -> f32 {
             _mm512_reduce_add_ps(a)
+        }
+        #[inline(always)]
+        unsafe fn sub(a: __m512, b: __m512) -> __m512 {
+            _mm512_sub_ps(a, b)
+        }
+        #[inline(always)]
+        unsafe fn div(a: __m512, b: __m512) -> __m512 {
+            _mm512_div_ps(a, b)
+        }
+        #[inline(always)]
+        unsafe fn select_gt(a: __m512, b: __m512, t: __m512, f: __m512) -> __m512 {
+            _mm512_mask_blend_ps(_mm512_cmp_ps_mask::<_CMP_GT_OQ>(a, b), f, t)
+        }
+        #[inline(always)]
+        unsafe fn split_exponent(x: __m512) -> (__m512, __m512) {
+            (
+                _mm512_getmant_ps::<_MM_MANT_NORM_1_2, _MM_MANT_SIGN_SRC>(x),
+                _mm512_getexp_ps(x),
+            )
         }
     }
 
@@ -265,6 +363,28 @@ mod x86 {
             let pairs = _mm_add_ps(halves, _mm_movehl_ps(halves, halves));
             _mm_cvtss_f32(_mm_add_ss(pairs, _mm_shuffle_ps::<1>(pairs, pairs)))
         }
+        #[inline(always)]
+        unsafe fn sub(a: __m256, b: __m256) -> __m256 {
+            _mm256_sub_ps(a, b)
+        }
+        #[inline(always)]
+        unsafe fn div(a: __m256, b: __m256) -> __m256 {
+            _mm256_div_ps(a, b)
+        }
+        #[inline(always)]
+        unsafe fn select_gt(a: __m256, b: __m256, t: __m256, f: __m256) -> __m256 {
+            _mm256_blendv_ps(f, t, _mm256_cmp_ps::<_CMP_GT_OQ>(a, b))
+        }
+        #[inline(always)]
+        unsafe fn split_exponent(x: __m256) -> (__m256, __m256) {
+            let bits = _mm256_castps_si256(x);
+            let e = _mm256_sub_epi32(_mm256_srli_epi32::<23>(bits), _mm256_set1_epi32(127));
+            let m = _mm256_or_si256(
+                _mm256_and_si256(bits, _mm256_set1_epi32(0x007f_ffff)),
+                _mm256_set1_epi32(0x3f80_0000),
+            );
+            (_mm256_castsi256_ps(m), _mm256_cvtepi32_ps(e))
+        }
     }
 }
 
@@ -320,6 +440,90 @@ mod tests {
     #[target_feature(enable = "avx2,fma")]
     unsafe fn exp_and_sum_avx2(xs: &[f32; 16]) -> ([f32; 16], f32) {
         exp_and_sum::<Avx2>(xs)
+    }
+
+    /// Applies `f` to 16 values with `S`.
+    #[inline(always)]
+    unsafe fn map16<S: F32Simd>(xs: &[f32; 16], f: impl Fn(S::V) -> S::V) -> [f32; 16] {
+        let mut out = [0.0f32; 16];
+        for i in (0..16).step_by(S::LANES) {
+            S::store(
+                out.as_mut_ptr().add(i),
+                f(S::load(xs.as_ptr().add(i), S::LANES)),
+                S::LANES,
+            );
+        }
+        out
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn functions_avx512(xs: &[f32; 16]) -> [[f32; 16]; 4] {
+        functions::<Avx512>(xs)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn functions_avx2(xs: &[f32; 16]) -> [[f32; 16]; 4] {
+        functions::<Avx2>(xs)
+    }
+
+    /// `ln |x|`, `ln(1 + |x|)`, `softplus(x)`, `sigmoid(x)`.
+    #[inline(always)]
+    unsafe fn functions<S: F32Simd>(xs: &[f32; 16]) -> [[f32; 16]; 4] {
+        let abs = |v| S::max(v, S::sub(S::splat(0.0), v));
+        [
+            map16::<S>(xs, |v| S::ln(abs(v))),
+            map16::<S>(xs, |v| S::ln_1p(abs(v))),
+            map16::<S>(xs, |v| S::softplus(v)),
+            map16::<S>(xs, |v| S::sigmoid(v)),
+        ]
+    }
+
+    #[test]
+    fn ln_ln_1p_softplus_and_sigmoid_are_accurate() {
+        for_each_isa(|isa| {
+            let mut worst = [0.0f64; 4];
+            for step in 0..4000 {
+                // Magnitudes from 1e-12 to 1e6 and both signs.
+                let xs: [f32; 16] = std::array::from_fn(|i| {
+                    let k = (step * 16 + i) as f64;
+                    let sign = if i % 2 == 0 { 1.0 } else { -1.0 };
+                    (sign * 10f64.powf(-12.0 + 18.0 * k / 64000.0)) as f32
+                });
+                // SAFETY: the ISA was detected.
+                let got = unsafe {
+                    match isa {
+                        Isa::Avx512 => functions_avx512(&xs),
+                        Isa::Avx2Fma => functions_avx2(&xs),
+                    }
+                };
+                for (i, &x) in xs.iter().enumerate() {
+                    let x = x as f64;
+                    let exact = [
+                        x.abs().ln(),
+                        x.abs().ln_1p(),
+                        if x > 20.0 { x } else { x.exp().ln_1p() },
+                        1.0 / (1.0 + (-x).exp()),
+                    ];
+                    for f in 0..4 {
+                        if exact[f].abs() < 1e-37 {
+                            // Below f32's normal range: exp's clamp returns about 1e-38 instead.
+                            assert!(got[f][i].abs() < 1e-37, "{isa:?} f{f}({x}) = {} not tiny", got[f][i]);
+                            continue;
+                        }
+                        let scale = if f == 0 {
+                            exact[0].abs().max(1.0)
+                        } else {
+                            exact[f].abs()
+                        };
+                        worst[f] = worst[f].max((got[f][i] as f64 - exact[f]).abs() / scale);
+                    }
+                }
+            }
+            assert!(
+                worst.iter().all(|&w| w < 2e-6),
+                "{isa:?}: worst relative errors {worst:?}"
+            );
+        });
     }
 
     #[inline(always)]

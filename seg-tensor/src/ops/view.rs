@@ -21,17 +21,30 @@ impl Backward for ViewBackward {
             ViewBackward::Reshape(shape) => grad.reshape(&shape)?,
             ViewBackward::Permute(inverse) => grad.permute(&inverse)?,
             ViewBackward::SumTo(shape) => grad.sum_to_shape(&shape)?,
-            ViewBackward::Narrow { dim, start, size } => {
-                let mut pads = vec![0; 2 * grad.rank()];
-                let from_last = grad.rank() - 1 - dim;
-                pads[2 * from_last] = start as isize;
-                pads[2 * from_last + 1] = (size - start - grad.shape()[dim]) as isize;
-                grad.pad(&pads, crate::PadMode::Constant, 0.0)?
-            }
+            ViewBackward::Narrow { dim, start, size } => embed(grad, dim, start, size)?,
             ViewBackward::Identity => grad.clone(),
         };
         Ok(vec![Some(g)])
     }
+}
+
+/// The adjoint of `narrow(dim, start, len)` on an axis of `size`: `grad` copied into zeros at
+/// `start..start + len` along `dim`, one block copy per index of the axes before `dim`.
+fn embed(grad: &Tensor, dim: usize, start: usize, size: usize) -> Result<Tensor> {
+    let mut shape = grad.shape().to_vec();
+    let len = shape[dim];
+    shape[dim] = size;
+    let inner: usize = shape[dim + 1..].iter().product();
+    crate::with_float!(grad.dtype(), "narrow backward", T => {
+        let g = grad.values::<T>()?;
+        let mut out = vec![<T as num_traits::Zero>::zero(); numel(&shape)];
+        if len * inner > 0 {
+            for (o, block) in g.chunks(len * inner).enumerate() {
+                out[(o * size + start) * inner..][..len * inner].copy_from_slice(block);
+            }
+        }
+        Ok(tensor_from(out, &shape))
+    })
 }
 
 /// Resolves one `-1` in a requested shape against `numel`.
