@@ -21,6 +21,8 @@
 //! does), so its memory is `L / CHUNK` states per channel, not `L`. The `*_reference` functions are
 //! the plain loops it is tested against, generic over f32 and f64 (the latter for gradient checks).
 
+use std::ops::Range;
+
 use num_traits::Float;
 use rayon::prelude::*;
 
@@ -367,10 +369,10 @@ mod fast {
         p: &Packed,
         b: usize,
         d: usize,
-        range: std::ops::Range<usize>,
+        range: Range<usize>,
         h: &mut [f32],
         mut y: Option<&mut [f32]>,
-        mut states: Option<&mut [f32]>,
+        mut trace: Option<(&mut [f32], &mut [f32])>,
     ) {
         let (row, grow) = (rows(&p.shape, b, d).0, p.group_row(b, d));
         let bias = p.x.delta_bias.map_or(0.0, |v| v[d]);
@@ -397,12 +399,19 @@ mod fast {
                 );
                 S::store(h.as_mut_ptr().add(v), hv, S::LANES);
                 acc = S::fma(hv, S::load(cl.add(v), S::LANES), acc);
+                if let Some((_, decays)) = trace.as_mut() {
+                    S::store(
+                        decays.as_mut_ptr().add((l - range.start) * p.padded + v),
+                        decay,
+                        S::LANES,
+                    );
+                }
             }
             if let Some(y) = y.as_deref_mut() {
                 let skip = p.x.d.map_or(0.0, |dd| dd[d] * u);
                 y[l] = (S::sum(acc) + skip) * terms.gate[l - terms.start];
             }
-            if let Some(states) = states.as_deref_mut() {
+            if let Some((states, _)) = trace.as_mut() {
                 states[(l - range.start) * p.padded..][..p.padded].copy_from_slice(h);
             }
         }
@@ -445,13 +454,13 @@ mod fast {
         if let Some(gl) = g_last {
             gh[..p.shape.state].copy_from_slice(&gl[(b * p.shape.dim + d) * p.shape.state..][..p.shape.state]);
         }
-        let mut states = vec![0.0f32; CHUNK * np];
+        let (mut states, mut decays) = (vec![0.0f32; CHUNK * np], vec![0.0f32; CHUNK * np]);
         let mut terms = PositionTerms::default();
         let mut h = vec![0.0f32; np];
         for chunk in (0..len.div_ceil(CHUNK)).rev() {
             let range = chunk * CHUNK..len.min((chunk + 1) * CHUNK);
             h.copy_from_slice(&starts[chunk * np..][..np]);
-            forward_channel::<S>(p, b, d, range.clone(), &mut h, None, Some(&mut states));
+            forward_channel::<S>(p, b, d, range.clone(), &mut h, None, Some((&mut states, &mut decays)));
             terms.fill::<S>(p, row, bias, range.start, range.len());
             for l in range.clone().rev() {
                 let i = l - range.start;
@@ -489,7 +498,7 @@ mod fast {
                 let (mut gdt, mut gub) = (S::splat(0.0), S::splat(0.0));
                 for v in (0..np).step_by(S::LANES) {
                     let av = S::load(a.as_ptr().add(v), S::LANES);
-                    let decay = S::exp(S::mul(dtv, av));
+                    let decay = S::load(decays.as_ptr().add(at * np + v), S::LANES);
                     let ghv = S::fma(gyv, S::load(cl.add(v), S::LANES), S::load(gh.as_ptr().add(v), S::LANES));
                     S::store(
                         gcl.add(v),
@@ -526,12 +535,12 @@ mod fast {
                 p: &Packed,
                 b: usize,
                 d: usize,
-                range: std::ops::Range<usize>,
+                range: Range<usize>,
                 h: &mut [f32],
                 y: Option<&mut [f32]>,
-                states: Option<&mut [f32]>,
+                trace: Option<(&mut [f32], &mut [f32])>,
             ) {
-                forward_channel::<$simd>(p, b, d, range, h, y, states)
+                forward_channel::<$simd>(p, b, d, range, h, y, trace)
             }
 
             /// [`backward_channel`] compiled for one instruction set.
@@ -556,8 +565,15 @@ mod fast {
     instantiate!(forward_avx2, backward_avx2, Avx2, "avx2,fma");
 
     /// [`forward_channel`] for one instruction set.
-    pub(super) type ForwardFn =
-        unsafe fn(&Packed, usize, usize, std::ops::Range<usize>, &mut [f32], Option<&mut [f32]>, Option<&mut [f32]>);
+    pub(super) type ForwardFn = unsafe fn(
+        &Packed,
+        usize,
+        usize,
+        Range<usize>,
+        &mut [f32],
+        Option<&mut [f32]>,
+        Option<(&mut [f32], &mut [f32])>,
+    );
     /// [`backward_channel`] for one instruction set.
     pub(super) type BackwardFn = unsafe fn(&Packed, usize, usize, &[f32], &[f32], Option<&[f32]>, ChannelGrads);
 
@@ -569,40 +585,94 @@ mod fast {
     }
 }
 
+/// The states a fast forward kept for its backward: the state before every [`CHUNK`] of
+/// positions of every channel (vector-padded), `batch * dim * ceil(len / CHUNK)` states in all.
+#[derive(Clone, Debug)]
+pub struct ScanCheckpoints {
+    padded: usize,
+    chunks: usize,
+    states: Vec<f32>,
+}
+
+impl ScanCheckpoints {
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.states.len() * 4
+    }
+
+    fn channel(&self, channel: usize) -> &[f32] {
+        &self.states[channel * self.chunks * self.padded..][..self.chunks * self.padded]
+    }
+}
+
 /// The scan forward (see the module doc) on the SIMD fast path when the CPU has one, else the
-/// reference loops.
-pub fn scan_forward(shape: &ScanShape, x: &ScanInputs<f32>, y: &mut [f32], last_state: &mut [f32]) {
+/// reference loops. The fast path also returns the checkpoints its [`scan_backward`] starts from.
+pub fn scan_forward(
+    shape: &ScanShape,
+    x: &ScanInputs<f32>,
+    y: &mut [f32],
+    last_state: &mut [f32],
+) -> Option<ScanCheckpoints> {
     check_sizes(shape, x);
     #[cfg(target_arch = "x86_64")]
     if let Some(isa) = Isa::detect() {
         let p = Packed::new(shape, x, fast::lanes(isa));
-        let (n, np) = (shape.state, p.padded);
+        let (n, np, len) = (shape.state, p.padded, shape.len);
+        let chunks = len.div_ceil(CHUNK);
+        let forward: fast::ForwardFn = match isa {
+            Isa::Avx512 => fast::forward_avx512,
+            Isa::Avx2Fma => fast::forward_avx2,
+        };
+        let mut states = vec![0.0f32; shape.batch * shape.dim * chunks * np];
         let last = SharedOut::new(last_state);
-        y.par_chunks_mut(shape.len).enumerate().for_each(|(channel, y)| {
-            let (b, d) = (channel / shape.dim, channel % shape.dim);
-            let mut h = vec![0.0f32; np];
-            // SAFETY: the ISA was detected; `h` holds `padded` values.
-            unsafe {
-                match isa {
-                    Isa::Avx512 => fast::forward_avx512(&p, b, d, 0..shape.len, &mut h, Some(y), None),
-                    Isa::Avx2Fma => fast::forward_avx2(&p, b, d, 0..shape.len, &mut h, Some(y), None),
+        y.par_chunks_mut(len)
+            .zip(states.par_chunks_mut(chunks * np))
+            .enumerate()
+            .for_each(|(channel, (y, starts))| {
+                let (b, d) = (channel / shape.dim, channel % shape.dim);
+                let mut h = vec![0.0f32; np];
+                for (chunk, start) in starts.chunks_mut(np).enumerate() {
+                    start.copy_from_slice(&h);
+                    // SAFETY: the ISA was detected; `h` holds `padded` values.
+                    unsafe {
+                        forward(
+                            &p,
+                            b,
+                            d,
+                            chunk * CHUNK..len.min((chunk + 1) * CHUNK),
+                            &mut h,
+                            Some(&mut *y),
+                            None,
+                        )
+                    };
                 }
                 // SAFETY: channel (b, d) alone writes its state row.
-                last.write(channel * n, &h[..n]);
-            }
+                unsafe { last.write(channel * n, &h[..n]) };
+            });
+        return Some(ScanCheckpoints {
+            padded: np,
+            chunks,
+            states,
         });
-        return;
     }
     scan_forward_reference(shape, x, y, last_state);
+    None
 }
 
 /// The scan backward: gradients of `sum(y * gy) + sum(last_state * g_last)` for every input, on the
-/// SIMD fast path (states recomputed per chunk) when the CPU has one, else the reference loops.
-pub fn scan_backward(shape: &ScanShape, x: &ScanInputs<f32>, gy: &[f32], g_last: Option<&[f32]>) -> ScanGrads<f32> {
+/// SIMD fast path (states recomputed per chunk from `checkpoints`, or from a forward pass of its
+/// own without them) when the CPU has one, else the reference loops.
+pub fn scan_backward(
+    shape: &ScanShape,
+    x: &ScanInputs<f32>,
+    gy: &[f32],
+    g_last: Option<&[f32]>,
+    checkpoints: Option<&ScanCheckpoints>,
+) -> ScanGrads<f32> {
     check_sizes(shape, x);
     #[cfg(target_arch = "x86_64")]
     if let Some(isa) = Isa::detect() {
-        return backward_fast(isa, shape, x, gy, g_last);
+        return backward_fast(isa, shape, x, gy, g_last, checkpoints);
     }
     scan_backward_reference(shape, x, gy, g_last)
 }
@@ -614,6 +684,7 @@ fn backward_fast(
     x: &ScanInputs<f32>,
     gy: &[f32],
     g_last: Option<&[f32]>,
+    checkpoints: Option<&ScanCheckpoints>,
 ) -> ScanGrads<f32> {
     let p = Packed::new(shape, x, fast::lanes(isa));
     let (len, n, np, dim) = (shape.len, shape.state, p.padded, shape.dim);
@@ -647,14 +718,21 @@ fn backward_fast(
             let (mut u_row, mut delta_row, mut z_row) = (vec![0.0f32; len], vec![0.0f32; len], vec![0.0f32; len]);
             for (local, d) in (part * per_part..dim.min((part + 1) * per_part)).enumerate() {
                 for b in 0..shape.batch {
-                    // The state before every chunk, from one forward pass.
-                    let mut h = vec![0.0f32; np];
-                    for chunk in 0..chunks {
-                        starts[chunk * np..][..np].copy_from_slice(&h);
-                        let range = chunk * CHUNK..len.min((chunk + 1) * CHUNK);
-                        // SAFETY: the ISA was detected; `h` holds `padded` values.
-                        unsafe { forward(&p, b, d, range, &mut h, None, None) };
-                    }
+                    // The state before every chunk: kept by the forward, or from a forward pass here.
+                    let kept = checkpoints.filter(|c| c.padded == np && c.chunks == chunks);
+                    let starts: &[f32] = match kept {
+                        Some(c) => c.channel(b * dim + d),
+                        None => {
+                            let mut h = vec![0.0f32; np];
+                            for chunk in 0..chunks {
+                                starts[chunk * np..][..np].copy_from_slice(&h);
+                                let range = chunk * CHUNK..len.min((chunk + 1) * CHUNK);
+                                // SAFETY: the ISA was detected; `h` holds `padded` values.
+                                unsafe { forward(&p, b, d, range, &mut h, None, None) };
+                            }
+                            &starts
+                        }
+                    };
                     let grads = fast::ChannelGrads {
                         u: &mut u_row,
                         delta: &mut delta_row,
@@ -666,7 +744,7 @@ fn backward_fast(
                         ct: &mut gct,
                     };
                     // SAFETY: the ISA was detected; `starts` holds every chunk's starting state.
-                    unsafe { backward(&p, b, d, &starts, gy, g_last, grads) };
+                    unsafe { backward(&p, b, d, starts, gy, g_last, grads) };
                     let row = (b * dim + d) * len;
                     // SAFETY: channel (b, d) alone writes its rows.
                     unsafe {
@@ -788,12 +866,14 @@ mod tests {
             let (mut y, mut last) = (vec![0.0; bdl], vec![0.0; bdn]);
             scan_forward_reference(&shape, &exact_inputs, &mut y, &mut last);
             let (mut yf, mut lastf) = (vec![f32::NAN; bdl], vec![f32::NAN; bdn]);
-            scan_forward(&shape, &fast_inputs, &mut yf, &mut lastf);
+            let checkpoints = scan_forward(&shape, &fast_inputs, &mut yf, &mut lastf);
             close("y", &yf, &y)?;
             close("last_state", &lastf, &last)?;
             let g_last: Vec<f32> = data32[9].clone();
             let exact = scan_backward_reference(&shape, &exact_inputs, &case.data[8], Some(&case.data[9]));
-            let fast = scan_backward(&shape, &fast_inputs, &data32[8], Some(&g_last));
+            let fast = scan_backward(&shape, &fast_inputs, &data32[8], Some(&g_last), checkpoints.as_ref());
+            let recomputed = scan_backward(&shape, &fast_inputs, &data32[8], Some(&g_last), None);
+            prop_assert_eq!(&fast, &recomputed, "the backward from checkpoints equals the one that recomputes them");
             for (name, f, e) in [
                 ("du", &fast.u, &exact.u), ("ddelta", &fast.delta, &exact.delta), ("dA", &fast.a, &exact.a),
                 ("dB", &fast.b, &exact.b), ("dC", &fast.c, &exact.c), ("dD", &fast.d, &exact.d),

@@ -2,7 +2,8 @@
 //! The recurrence and its gradients are in `seg_kernels::cpu::selective_scan`.
 
 use seg_kernels::cpu::selective_scan::{
-    scan_backward, scan_backward_reference, scan_forward, scan_forward_reference, ScanGrads, ScanInputs, ScanShape,
+    scan_backward, scan_backward_reference, scan_forward, scan_forward_reference, ScanCheckpoints, ScanGrads,
+    ScanInputs, ScanShape,
 };
 
 use crate::autograd::Backward;
@@ -108,6 +109,8 @@ struct ScanBackward {
     shape: ScanShape,
     /// u, delta, A, B, C, D, z, delta_bias (detached); the absent ones `None`.
     inputs: [Option<Tensor>; 8],
+    /// The states the fast forward kept every few positions, for the backward to start from.
+    checkpoints: Option<ScanCheckpoints>,
 }
 
 impl Backward for ScanBackward {
@@ -119,7 +122,15 @@ impl Backward for ScanBackward {
             DType::F32 => {
                 let packed = grad.values::<f32>()?;
                 let (gy, g_last) = packed.split_at(bdl);
-                let grads = with_inputs::<f32, _>(&inputs, |x| Ok(scan_backward(&s, &x, gy, Some(&g_last[..bdn]))))?;
+                let grads = with_inputs::<f32, _>(&inputs, |x| {
+                    Ok(scan_backward(
+                        &s,
+                        &x,
+                        gy,
+                        Some(&g_last[..bdn]),
+                        self.checkpoints.as_ref(),
+                    ))
+                })?;
                 self.to_tensors(grads)
             }
             DType::F64 => {
@@ -184,24 +195,25 @@ impl Tensor {
         let s = scan_shape(self, delta, a, b, c, options)?;
         let (bdl, bdn) = (s.batch * s.dim * s.len, s.batch * s.dim * s.state);
         // y and the last state in one buffer: one recorded op whose gradient arrives in one piece.
-        let packed = match self.dtype() {
+        let (packed, checkpoints) = match self.dtype() {
             DType::F32 => with_inputs::<f32, _>(&all, |x| {
                 let mut out = vec![0.0f32; bdl + bdn];
                 let (y, last) = out.split_at_mut(bdl);
-                scan_forward(&s, &x, y, last);
-                Ok(tensor_from(out, &[bdl + bdn]))
+                let checkpoints = scan_forward(&s, &x, y, last);
+                Ok((tensor_from(out, &[bdl + bdn]), checkpoints))
             })?,
             _ => with_inputs::<f64, _>(&all, |x| {
                 let mut out = vec![0.0f64; bdl + bdn];
                 let (y, last) = out.split_at_mut(bdl);
                 scan_forward_reference(&s, &x, y, last);
-                Ok(tensor_from(out, &[bdl + bdn]))
+                Ok((tensor_from(out, &[bdl + bdn]), None))
             })?,
         };
         let present: Vec<&Tensor> = all.iter().flatten().copied().collect();
         let packed = Tensor::from_op(packed, &present, |_| ScanBackward {
             shape: s,
             inputs: std::array::from_fn(|i| all[i].map(Tensor::detach)),
+            checkpoints,
         });
         let y = packed.narrow(0, 0, bdl)?.reshape(&[s.batch, s.dim, s.len])?;
         let last = packed.narrow(0, bdl, bdn)?.reshape(&[s.batch, s.dim, s.state])?;
