@@ -594,3 +594,9 @@ fn gradient_check_catches_a_wrong_gradient() {
     let x = randn(&[3], 240);
     assert!(check(|t| t[0].mul(&t[0].detach()), &[x]).is_err());
 }
+
+#[test]
+fn flip_gradient() {
+    let x = Tensor::randn(&[2, 3, 4], 41, DType::F64).unwrap();
+    check(|t| t[0].flip(&[0, 2]), &[x]).unwrap();
+}

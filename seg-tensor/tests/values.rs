@@ -991,3 +991,20 @@ fn dtype_conversions() {
     // Same dtype: no conversion.
     assert_eq!(x.to_dtype(DType::F64).unwrap().to_vec_f64(), x.to_vec_f64());
 }
+
+#[test]
+fn flip_reverses_the_named_axes() {
+    let x = Tensor::arange(0.0, 6.0, 1.0, DType::F32)
+        .unwrap()
+        .reshape(&[2, 3])
+        .unwrap();
+    assert_eq!(
+        x.flip(&[1]).unwrap().to_vec::<f32>().unwrap(),
+        vec![2.0, 1.0, 0.0, 5.0, 4.0, 3.0]
+    );
+    assert_eq!(
+        x.flip(&[0, -1]).unwrap().to_vec::<f32>().unwrap(),
+        vec![5.0, 4.0, 3.0, 2.0, 1.0, 0.0]
+    );
+    assert!(x.flip(&[2]).is_err());
+}

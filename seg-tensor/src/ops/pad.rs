@@ -1,4 +1,4 @@
-//! Padding and rolling, both as an *axis remap*: output position `o` on axis `d` reads input
+//! Padding, rolling and flipping, all as an *axis remap*: output position `o` on axis `d` reads input
 //! position `map[d][o]`, or the fill value where the map has none. The backward adds each output
 //! gradient into the input position it read (positions read twice, as in reflect padding, sum).
 
@@ -164,6 +164,15 @@ impl Tensor {
         for (&d, &s) in dims.iter().zip(shifts) {
             let n = self.shape()[d] as isize;
             maps[d] = (0..n).map(|o| Some((o - s).rem_euclid(n.max(1)) as usize)).collect();
+        }
+        self.remap(maps, 0.0)
+    }
+    /// Elements in reverse order along each of `dims` (`torch.flip`).
+    pub fn flip(&self, dims: &[isize]) -> Result<Tensor> {
+        let dims = normalize_dims("flip", dims, self.rank())?;
+        let mut maps: Vec<AxisMap> = self.shape().iter().map(|&n| (0..n).map(Some).collect()).collect();
+        for &d in &dims {
+            maps[d].reverse();
         }
         self.remap(maps, 0.0)
     }
