@@ -1,7 +1,12 @@
-//! `seg-nn`: modules with named parameters, layers, optimizers, initialisers and safetensors
-//! checkpoints.
+//! `seg-nn`: modules with named parameters, layers and initialisers.
 //!
-//! Not built yet. It will hold a `Module` trait whose parameters carry the dotted names PyTorch's
-//! `state_dict` gives them; Conv{2,3}d, ConvTranspose{2,3}d, Linear, the norms, activations, Dropout,
-//! pooling, Upsample and Sequential; PyTorch's default initialisers; SGD, Adam and AdamW with
-//! PyTorch's exact updates and learning-rate schedules; checkpoints that load MONAI weights.
+//! Parameters carry the dotted names PyTorch's `state_dict` gives them ([`Module`],
+//! [`load_parameters`]), so that checkpoints move between the two. Layers so far: the Mamba block
+//! ([`mamba`]). Still to come (the seg-nn issue): the remaining layers, optimizers and safetensors
+//! checkpoint files.
+
+pub mod init;
+pub mod mamba;
+mod module;
+
+pub use module::{load_parameters, LoadReport, Module};

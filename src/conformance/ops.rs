@@ -1,6 +1,8 @@
 //! The conformance runner's op table: fixture op name and parameters to `seg` calls.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+
+use seg_nn::mamba::{Mamba, MambaConfig, Orientation};
 
 use super::{Case, Params};
 use crate::{ConvOptions, ConvPadding, ConvTransposeOptions, Error, PadMode, Result, ScanOptions, Tensor};
@@ -67,9 +69,22 @@ fn conv_transpose_options(params: &Params) -> Result<ConvTransposeOptions> {
     })
 }
 
+/// A non-negative integer parameter that must be present.
+fn required_usize(params: &Params, key: &str) -> Result<usize> {
+    if !params.has(key) {
+        return Err(Error::invalid("conformance", format!("parameter {key:?} is missing")));
+    }
+    optional_usize(params, key, 0)
+}
+
+/// A non-negative integer parameter, `default` when absent.
+fn optional_usize(params: &Params, key: &str, default: usize) -> Result<usize> {
+    Ok(non_negative(params, key, vec![default])?[0])
+}
+
 /// Computes the outputs of `case` (named as its `out.*` tensors) from the given inputs and module
 /// parameters, recording autodiff when they track gradients.
-pub(super) fn forward(case: &Case, inputs: &Tensors, _module_params: &Tensors) -> Result<Tensors> {
+pub(super) fn forward(case: &Case, inputs: &Tensors, module_params: &Tensors) -> Result<Tensors> {
     let p = &case.params;
     let x = || input(inputs, "x");
     let (a, b) = (|| input(inputs, "a"), || input(inputs, "b"));
@@ -138,6 +153,25 @@ pub(super) fn forward(case: &Case, inputs: &Tensors, _module_params: &Tensors) -
                 ("y".to_string(), y),
                 ("last_state".to_string(), last_state),
             ]));
+        }
+        "mamba_block" => {
+            let mut config = MambaConfig::new(required_usize(p, "d_model")?);
+            config.d_state = optional_usize(p, "d_state", config.d_state)?;
+            config.d_conv = optional_usize(p, "d_conv", config.d_conv)?;
+            config.expand = optional_usize(p, "expand", config.expand)?;
+            // dt_rank is an integer or mamba_ssm's "auto" (the default).
+            if p.str_or("dt_rank", "auto").is_err() {
+                config.dt_rank = Some(required_usize(p, "dt_rank")?);
+            }
+            if p.has("nslices") || p.str_or("bimamba_type", "none")? == "v3" {
+                config.orientation = Orientation::TriOriented {
+                    nslices: optional_usize(p, "nslices", 5)?,
+                };
+            }
+            let mut block = Mamba::new(config, 0)?;
+            let source: HashMap<String, Tensor> = module_params.clone().into_iter().collect();
+            seg_nn::load_parameters(&mut block, &source, true)?;
+            block.forward(x()?)?
         }
         other => return Err(Error::invalid("conformance", format!("unsupported op {other:?}"))),
     };

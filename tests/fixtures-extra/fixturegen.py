@@ -18,18 +18,22 @@ def randn(*shape):
     return torch.randn(tuple(shape), generator=gen, dtype=torch.float64)
 
 
-def case(name, op, params, fn, tol="0.0001", **inputs):
-    """One fixture: `fn(**inputs)` returns the output `y`, or a dict of named outputs."""
+def case(name, op, params, fn, tol="0.0001", module=None, **inputs):
+    """One fixture: `fn(**inputs)` (or `fn(module, **inputs)` with module parameters, a dict of
+    state_dict names to tensors) returns the output `y`, or a dict of named outputs."""
     leaves = {k: v.clone().requires_grad_(True) for k, v in inputs.items()}
-    outputs = fn(**leaves)
+    weights = {k: v.clone().requires_grad_(True) for k, v in (module or {}).items()}
+    outputs = fn(weights, **leaves) if module is not None else fn(**leaves)
     if not isinstance(outputs, dict):
         outputs = {"y": outputs}
     gouts = {k: randn(tuple(v.shape)) for k, v in outputs.items()}
     sum((outputs[k] * gouts[k]).sum() for k in outputs).backward()
     tensors = {f"in.{k}": v for k, v in inputs.items()}
+    tensors.update({f"param.{k}": v for k, v in (module or {}).items()})
     tensors.update({f"out.{k}": v.detach() for k, v in outputs.items()})
     tensors.update({f"gout.{k}": v for k, v in gouts.items()})
     tensors.update({f"grad.{k}": v.grad for k, v in leaves.items() if v.grad is not None})
+    tensors.update({f"grad.param.{k}": v.grad for k, v in weights.items() if v.grad is not None})
     tensors = {k: v.to(torch.float32).contiguous() for k, v in tensors.items()}
     meta = {"op": op, "params": json.dumps(params), "tol": tol}
     path = os.path.join(OUT, f"{name}.safetensors")

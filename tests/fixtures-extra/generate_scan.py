@@ -56,7 +56,8 @@ def scan_case(name, batch, dim, length, state, groups=None, softplus=True, with_
          lambda **t: scan_ref(delta_softplus=softplus, **t), tol="0.0002", **inputs)
 
 
-scan_case("scan_state5_long", 1, 6, 300, 5)
-scan_case("scan_grouped3_nosoftplus", 2, 6, 40, 16, groups=3, softplus=False)
-scan_case("scan_no_d_no_z", 3, 4, 70, 8, with_d=False, with_z=False, with_bias=False)
-scan_case("scan_z_only_n1", 1, 5, 129, 1, with_d=False, with_bias=False)
+if __name__ == "__main__":
+    scan_case("scan_state5_long", 1, 6, 300, 5)
+    scan_case("scan_grouped3_nosoftplus", 2, 6, 40, 16, groups=3, softplus=False)
+    scan_case("scan_no_d_no_z", 3, 4, 70, 8, with_d=False, with_z=False, with_bias=False)
+    scan_case("scan_z_only_n1", 1, 5, 129, 1, with_d=False, with_bias=False)
