@@ -2,6 +2,8 @@
 
 pub mod conv;
 pub mod gemm;
+pub mod interpolate;
+pub mod pool;
 
 /// Deterministic test inputs in [-1, 1), without a random-number dependency.
 #[cfg(test)]
