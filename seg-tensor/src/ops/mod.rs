@@ -6,15 +6,19 @@ mod compare;
 mod concat;
 mod conv;
 mod index;
+mod interpolate;
 mod matmul;
 mod pad;
+mod pool;
 mod reduce;
 mod softmax;
 mod unary;
 mod view;
 
 pub use conv::{ConvOptions, ConvPadding};
+pub use interpolate::{InterpolateMode, InterpolateOptions};
 pub use pad::PadMode;
+pub use pool::{AvgPoolOptions, MaxPoolOptions};
 pub use unary::Unary;
 
 use std::borrow::Cow;
