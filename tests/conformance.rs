@@ -33,6 +33,11 @@ const IMPLEMENTED: &[&str] = &[
     "roll",
     "conv2d",
     "conv3d",
+    "max_pool2d",
+    "max_pool3d",
+    "avg_pool3d",
+    "adaptive_avg_pool3d",
+    "interpolate",
 ];
 
 #[test]
