@@ -19,9 +19,12 @@
 //! not, so for a scale factor such as 1.2 on 3 positions its gradient is not the adjoint of its output;
 //! this kernel's is.)
 //!
-//! The fast path is separable: one pass per resampled axis (width, then height, then depth), each a
-//! gather of whole rows blended with two weights, planes in parallel with rayon; the backward runs the
-//! adjoint passes in reverse order. The `*_reference` functions compute every output from its corners.
+//! The fast path is separable and streams depth slices: each input depth slice is resampled in-plane
+//! (width, then height: gathers of rows blended with two weights) into a two-slice cache, and each
+//! output depth slice blends two cached slices, so the volume is read and written once; the work is
+//! split over (plane, range of output depths) with rayon. The backward gathers, for each input depth
+//! slice, the output slices that read it, then runs the in-plane adjoint passes (height, then width:
+//! scatter-adds). The `*_reference` functions compute every output from its corners.
 
 use rayon::prelude::*;
 
@@ -288,62 +291,179 @@ fn maps<T: FloatElement>(g: &InterpGeometry) -> [AxisMap<T>; 3] {
     std::array::from_fn(|a| axis_map(g, a))
 }
 
+/// The in-plane passes (width, then height) that are not the identity, in forward order.
+fn plane_axes<T>(maps: &[AxisMap<T>; 3]) -> Vec<usize> {
+    [2, 1]
+        .into_iter()
+        .filter(|&a| !matches!(maps[a], AxisMap::Identity))
+        .collect()
+}
+
+/// Depth slices `(H, W)` resampled in-plane to `(Ho, Wo)`, computed on demand; the last two are kept
+/// (a depth blend reads two neighbouring slices, and successive outputs mostly reuse them).
+struct SliceCache<T> {
+    slices: [Vec<T>; 2],
+    tags: [Option<usize>; 2],
+    scratch: [Vec<T>; 2],
+}
+
+impl<T: FloatElement> SliceCache<T> {
+    fn new() -> Self {
+        Self {
+            slices: [Vec::new(), Vec::new()],
+            tags: [None, None],
+            scratch: [Vec::new(), Vec::new()],
+        }
+    }
+
+    /// The slot holding slice `d` of `x`, computing it (never into slot `keep`) when missing.
+    fn ensure(&mut self, d: usize, keep: Option<usize>, g: &InterpGeometry, maps: &[AxisMap<T>; 3], x: &[T]) -> usize {
+        if let Some(k) = self.tags.iter().position(|&t| t == Some(d)) {
+            return k;
+        }
+        let k = match keep {
+            Some(0) => 1,
+            Some(_) => 0,
+            None => usize::from(self.tags[0].is_some() && self.tags[1].is_none()),
+        };
+        let [_, h, w] = g.input;
+        let len = g.output[1] * g.output[2];
+        let slice = resized(&mut self.slices[k], len);
+        let from = [1, h, w];
+        let to = [1, g.output[1], g.output[2]];
+        let src = &x[d * h * w..][..h * w];
+        run_passes(
+            maps,
+            &plane_axes(maps),
+            from,
+            to,
+            src,
+            slice,
+            &mut self.scratch,
+            resample,
+        );
+        self.tags[k] = Some(d);
+        k
+    }
+}
+
+/// Splits each plane's `depth` output (or input) slices into chunks so that there are a few pieces of
+/// work per thread even with one plane; returns the slices per chunk.
+fn depth_chunk(planes: usize, depth: usize) -> usize {
+    let per_plane = (4 * rayon::current_num_threads())
+        .div_ceil(planes.max(1))
+        .clamp(1, depth.max(1));
+    depth.div_ceil(per_plane).max(1)
+}
+
 /// `y` of a resampling (see the module doc).
 pub fn interpolate_forward<T: FloatElement>(g: &InterpGeometry, x: &[T], y: &mut [T]) {
     assert!(
         x.len() == g.x_len() && y.len() == g.y_len() && g.validate().is_ok(),
         "interpolate_forward: geometry or buffer sizes"
     );
-    let maps = maps::<T>(g);
-    let axes: Vec<usize> = [2, 1, 0]
-        .into_iter()
-        .filter(|&a| !matches!(maps[a], AxisMap::Identity))
-        .collect();
     if g.planes == 0 {
         return;
     }
-    let (il, ol) = (x.len() / g.planes, y.len() / g.planes);
-    y.par_chunks_mut(ol).zip(x.par_chunks(il)).for_each_init(
-        || [Vec::new(), Vec::new()],
-        |scratch, (y, x)| run_passes(&maps, &axes, g.input, g.output, x, y, scratch, resample),
-    );
+    let maps = maps::<T>(g);
+    let (il, ol) = (g.x_len() / g.planes, g.y_len() / g.planes);
+    let [_, h, w] = g.input;
+    let slice = g.output[1] * g.output[2];
+    let chunk = depth_chunk(g.planes, g.output[0]);
+    let axes = plane_axes(&maps);
+    y.par_chunks_mut(ol).zip(x.par_chunks(il)).for_each(|(y, x)| {
+        y.par_chunks_mut(chunk * slice)
+            .enumerate()
+            .for_each_init(SliceCache::new, |cache, (c, y)| {
+                for (j, y) in y.chunks_exact_mut(slice).enumerate() {
+                    let od = c * chunk + j;
+                    match &maps[0] {
+                        AxisMap::Identity => {
+                            let src = &x[od * h * w..][..h * w];
+                            run_passes(&maps, &axes, [1, h, w], g.output, src, y, &mut cache.scratch, resample);
+                        }
+                        AxisMap::Nearest(idx) => {
+                            let k = cache.ensure(idx[od], None, g, &maps, x);
+                            y.copy_from_slice(&cache.slices[k]);
+                        }
+                        AxisMap::Linear(taps) => {
+                            let (d0, d1, l0, l1) = taps[od];
+                            let k0 = cache.ensure(d0, None, g, &maps, x);
+                            let k1 = cache.ensure(d1, Some(k0), g, &maps, x);
+                            let (s0, s1) = (&cache.slices[k0], &cache.slices[k1]);
+                            for ((v, &a), &b) in y.iter_mut().zip(s0.iter()).zip(s1.iter()) {
+                                *v = l0 * a + l1 * b;
+                            }
+                        }
+                    }
+                }
+            });
+    });
 }
 
-/// `dx` (overwritten) of a resampling: the adjoint of [`interpolate_forward`] applied to `dy`.
+/// For each input position of an axis, the `(output position, weight)` pairs that read it.
+fn readers<T: FloatElement>(map: &AxisMap<T>, n_in: usize) -> Vec<Vec<(usize, T)>> {
+    let mut inv = vec![Vec::new(); n_in];
+    match map {
+        AxisMap::Identity => inv.iter_mut().enumerate().for_each(|(i, r)| r.push((i, T::ONE))),
+        AxisMap::Nearest(idx) => idx.iter().enumerate().for_each(|(o, &i)| inv[i].push((o, T::ONE))),
+        AxisMap::Linear(taps) => {
+            for (o, &(i0, i1, l0, l1)) in taps.iter().enumerate() {
+                inv[i0].push((o, l0));
+                inv[i1].push((o, l1));
+            }
+        }
+    }
+    inv
+}
+
+/// `dx` (overwritten) of a resampling: the adjoint of [`interpolate_forward`] applied to `dy`. Each
+/// input depth slice gathers the output slices that read it, then runs the in-plane adjoint passes
+/// (height, then width).
 pub fn interpolate_backward<T: FloatElement>(g: &InterpGeometry, dy: &[T], dx: &mut [T]) {
     assert!(
         dy.len() == g.y_len() && dx.len() == g.x_len() && g.validate().is_ok(),
         "interpolate_backward: geometry or buffer sizes"
     );
-    let maps = maps::<T>(g);
-    let axes: Vec<usize> = [0, 1, 2]
-        .into_iter()
-        .filter(|&a| !matches!(maps[a], AxisMap::Identity))
-        .collect();
     if g.planes == 0 {
         return;
     }
-    let (il, ol) = (dx.len() / g.planes, dy.len() / g.planes);
-    // The adjoint passes run depth, height, width, each taking an axis from the output's size back to
-    // the input's; a step is handed the output-sized extent, the input-sized one is `dst`'s.
-    dx.par_chunks_mut(il).zip(dy.par_chunks(ol)).for_each_init(
-        || [Vec::new(), Vec::new()],
-        |scratch, (dx, dy)| {
-            run_passes(
-                &maps,
-                &axes,
-                g.output,
-                g.input,
-                dy,
-                dx,
-                scratch,
-                |map, src, dst, outer, _n_out, inner| {
-                    let n_in = dst.len() / (outer * inner);
-                    resample_adjoint(map, src, dst, outer, n_in, inner)
-                },
-            )
-        },
-    );
+    let maps = maps::<T>(g);
+    let (il, ol) = (g.x_len() / g.planes, g.y_len() / g.planes);
+    let [_, h, w] = g.input;
+    let slice = g.output[1] * g.output[2];
+    let chunk = depth_chunk(g.planes, g.input[0]);
+    let mut axes = plane_axes(&maps);
+    axes.reverse();
+    let inv = readers(&maps[0], g.input[0]);
+    let adjoint = |map: &AxisMap<T>, src: &[T], dst: &mut [T], outer: usize, _n_out: usize, inner: usize| {
+        let n_in = dst.len() / (outer * inner);
+        resample_adjoint(map, src, dst, outer, n_in, inner)
+    };
+    dx.par_chunks_mut(il).zip(dy.par_chunks(ol)).for_each(|(dx, dy)| {
+        dx.par_chunks_mut(chunk * h * w).enumerate().for_each_init(
+            || (Vec::new(), [Vec::new(), Vec::new()]),
+            |(gathered, scratch), (c, dx)| {
+                for (j, dx) in dx.chunks_exact_mut(h * w).enumerate() {
+                    let d = c * chunk + j;
+                    let from = [1, g.output[1], g.output[2]];
+                    if let AxisMap::Identity = maps[0] {
+                        let src = &dy[d * slice..][..slice];
+                        run_passes(&maps, &axes, from, [1, h, w], src, dx, scratch, adjoint);
+                        continue;
+                    }
+                    let acc = resized(gathered, slice);
+                    acc.iter_mut().for_each(|v| *v = T::ZERO);
+                    for &(od, wt) in &inv[d] {
+                        for (v, &gv) in acc.iter_mut().zip(&dy[od * slice..][..slice]) {
+                            *v = *v + wt * gv;
+                        }
+                    }
+                    run_passes(&maps, &axes, from, [1, h, w], acc, dx, scratch, adjoint);
+                }
+            },
+        );
+    });
 }
 
 /// Per-axis corners `(position, weight)` of output position `o` along axis `a`.

@@ -283,16 +283,17 @@ pub fn max_pool_forward<T: FloatElement>(g: &PoolGeometry, x: &[T], y: &mut [T],
                             let row = ((sd.first + a * sd.step) * h + sh.first + b * sh.step) * w + sw.first;
                             if sw.step == 1 {
                                 for (c, &v) in x[row..row + sw.count].iter().enumerate() {
-                                    if v > best || v.is_nan() {
-                                        (best, at) = (v, row + c);
-                                    }
+                                    // branch-free select: the winner of a window is unpredictable
+                                    let take = v > best || v.is_nan();
+                                    best = if take { v } else { best };
+                                    at = if take { row + c } else { at };
                                 }
                             } else {
                                 for c in 0..sw.count {
                                     let v = x[row + c * sw.step];
-                                    if v > best || v.is_nan() {
-                                        (best, at) = (v, row + c * sw.step);
-                                    }
+                                    let take = v > best || v.is_nan();
+                                    best = if take { v } else { best };
+                                    at = if take { row + c * sw.step } else { at };
                                 }
                             }
                         }
