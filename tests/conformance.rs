@@ -37,6 +37,11 @@ const IMPLEMENTED: &[&str] = &[
     "conv_transpose3d",
     "selective_scan",
     "mamba_block",
+    "max_pool2d",
+    "max_pool3d",
+    "avg_pool3d",
+    "adaptive_avg_pool3d",
+    "interpolate",
 ];
 
 #[test]

@@ -27,6 +27,9 @@ pub use autograd::{is_grad_enabled, no_grad, Backward, Gradients};
 pub use dtype::{DType, Element, Float};
 pub use error::{Error, Result};
 pub use half;
-pub use ops::{ConvOptions, ConvPadding, ConvTransposeOptions, PadMode, ScanOptions, Unary};
+pub use ops::{
+    AvgPoolOptions, ConvOptions, ConvPadding, ConvTransposeOptions, InterpolateMode, InterpolateOptions,
+    MaxPoolOptions, PadMode, ScanOptions, Unary,
+};
 pub use storage::{memory, CpuStorage, Device};
 pub use tensor::{Tensor, TensorId};

@@ -5,7 +5,10 @@ use std::collections::{BTreeMap, HashMap};
 use seg_nn::mamba::{Mamba, MambaConfig, Orientation};
 
 use super::{Case, Params};
-use crate::{ConvOptions, ConvPadding, ConvTransposeOptions, Error, PadMode, Result, ScanOptions, Tensor};
+use crate::{
+    AvgPoolOptions, ConvOptions, ConvPadding, ConvTransposeOptions, Error, InterpolateMode, InterpolateOptions,
+    MaxPoolOptions, PadMode, Result, ScanOptions, Tensor,
+};
 
 type Tensors = BTreeMap<String, Tensor>;
 
@@ -46,15 +49,110 @@ fn conv_options(params: &Params) -> Result<ConvOptions> {
     })
 }
 
+/// A list of non-negative integers (one integer counts as a list of one), or `None` when absent or null.
+fn usizes(params: &Params, key: &str) -> Result<Option<Vec<usize>>> {
+    params
+        .ints(key)?
+        .map(|values| {
+            values
+                .into_iter()
+                .map(|v| usize::try_from(v).map_err(|_| Error::invalid("conformance", format!("negative {key} {v}"))))
+                .collect()
+        })
+        .transpose()
+}
+
+fn required_usizes(params: &Params, key: &str) -> Result<Vec<usize>> {
+    usizes(params, key)?.ok_or_else(|| Error::invalid("conformance", format!("parameter {key:?} is missing")))
+}
+
+/// A list of numbers (one number counts as a list of one), or `None` when absent or null.
+fn floats(params: &Params, key: &str) -> Result<Option<Vec<f64>>> {
+    let bad = |v: &serde_json::Value| Params::bad(key, "a number or a list of numbers", v);
+    match params.0.get(key) {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_f64().ok_or_else(|| bad(v)))
+            .collect::<Result<Vec<_>>>()
+            .map(Some),
+        Some(v) => v.as_f64().map(|f| Some(vec![f])).ok_or_else(|| bad(v)),
+    }
+}
+
+/// An optional boolean: `None` when absent or null.
+fn opt_bool(params: &Params, key: &str) -> Result<Option<bool>> {
+    if params.has(key) {
+        params.bool_or(key, false).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
+/// PyTorch's max pooling arguments: `kernel_size`, `stride` (null: the kernel), `padding`, `dilation`, `ceil_mode`.
+fn max_pool_options(params: &Params) -> Result<MaxPoolOptions> {
+    Ok(MaxPoolOptions {
+        kernel_size: required_usizes(params, "kernel_size")?,
+        stride: usizes(params, "stride")?,
+        padding: usizes(params, "padding")?.unwrap_or_else(|| vec![0]),
+        dilation: usizes(params, "dilation")?.unwrap_or_else(|| vec![1]),
+        ceil_mode: params.bool_or("ceil_mode", false)?,
+    })
+}
+
+/// PyTorch's average pooling arguments: `kernel_size`, `stride`, `padding`, `ceil_mode`,
+/// `count_include_pad` (default true), `divisor_override`.
+fn avg_pool_options(params: &Params) -> Result<AvgPoolOptions> {
+    let divisor_override = match params.int("divisor_override")? {
+        None => None,
+        Some(d) => Some(usize::try_from(d).map_err(|_| Error::invalid("avg_pool", format!("divisor_override {d}")))?),
+    };
+    Ok(AvgPoolOptions {
+        kernel_size: required_usizes(params, "kernel_size")?,
+        stride: usizes(params, "stride")?,
+        padding: usizes(params, "padding")?.unwrap_or_else(|| vec![0]),
+        ceil_mode: params.bool_or("ceil_mode", false)?,
+        count_include_pad: params.bool_or("count_include_pad", true)?,
+        divisor_override,
+    })
+}
+
+/// `output_size` of an adaptive pooling of `x` with `rank` spatial axes; a null entry keeps the input's size.
+fn adaptive_output_size(params: &Params, x: &Tensor, rank: usize) -> Result<Vec<usize>> {
+    let bad = |v: &serde_json::Value| Params::bad("output_size", "an integer or a list of integers and nulls", v);
+    let spatial = &x.shape()[x.rank().saturating_sub(rank)..];
+    match params.0.get("output_size") {
+        Some(serde_json::Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .map(|(a, v)| match v {
+                serde_json::Value::Null => spatial
+                    .get(a)
+                    .copied()
+                    .ok_or_else(|| Error::invalid("conformance", "output_size has more entries than axes")),
+                v => v.as_u64().map(|n| n as usize).ok_or_else(|| bad(v)),
+            })
+            .collect(),
+        Some(v) => v.as_u64().map(|n| vec![n as usize]).ok_or_else(|| bad(v)),
+        None => Err(Error::invalid("conformance", "parameter \"output_size\" is missing")),
+    }
+}
+
+/// `torch.nn.functional.interpolate`'s arguments: `size` or `scale_factor`, `mode`, `align_corners`,
+/// `recompute_scale_factor`.
+fn interpolate_options(params: &Params) -> Result<InterpolateOptions> {
+    Ok(InterpolateOptions {
+        size: usizes(params, "size")?,
+        scale_factor: floats(params, "scale_factor")?,
+        mode: InterpolateMode::parse(params.str_or("mode", "nearest")?)?,
+        align_corners: opt_bool(params, "align_corners")?,
+        recompute_scale_factor: opt_bool(params, "recompute_scale_factor")?,
+    })
+}
+
 /// An int or list-of-ints parameter that must not be negative, `default` when absent.
 fn non_negative(params: &Params, key: &str, default: Vec<usize>) -> Result<Vec<usize>> {
-    match params.ints(key)? {
-        None => Ok(default),
-        Some(values) => values
-            .into_iter()
-            .map(|v| usize::try_from(v).map_err(|_| Error::invalid("conformance", format!("negative {key} {v}"))))
-            .collect(),
-    }
+    Ok(usizes(params, key)?.unwrap_or(default))
 }
 
 /// PyTorch's transposed-convolution arguments: `stride`, `padding`, `output_padding`, `dilation`, `groups`.
@@ -173,6 +271,16 @@ pub(super) fn forward(case: &Case, inputs: &Tensors, module_params: &Tensors) ->
             seg_nn::load_parameters(&mut block, &source, true)?;
             block.forward(x()?)?
         }
+        "max_pool1d" => x()?.max_pool1d(&max_pool_options(p)?)?,
+        "max_pool2d" => x()?.max_pool2d(&max_pool_options(p)?)?,
+        "max_pool3d" => x()?.max_pool3d(&max_pool_options(p)?)?,
+        "avg_pool1d" => x()?.avg_pool1d(&avg_pool_options(p)?)?,
+        "avg_pool2d" => x()?.avg_pool2d(&avg_pool_options(p)?)?,
+        "avg_pool3d" => x()?.avg_pool3d(&avg_pool_options(p)?)?,
+        "adaptive_avg_pool1d" => x()?.adaptive_avg_pool1d(&adaptive_output_size(p, x()?, 1)?)?,
+        "adaptive_avg_pool2d" => x()?.adaptive_avg_pool2d(&adaptive_output_size(p, x()?, 2)?)?,
+        "adaptive_avg_pool3d" => x()?.adaptive_avg_pool3d(&adaptive_output_size(p, x()?, 3)?)?,
+        "interpolate" => x()?.interpolate(&interpolate_options(p)?)?,
         other => return Err(Error::invalid("conformance", format!("unsupported op {other:?}"))),
     };
     Ok(BTreeMap::from([("y".to_string(), y)]))

@@ -3,6 +3,8 @@
 pub mod conv;
 pub mod conv_direct;
 pub mod gemm;
+pub mod interpolate;
+pub mod pool;
 pub mod selective_scan;
 pub mod simd;
 

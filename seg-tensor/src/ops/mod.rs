@@ -7,8 +7,10 @@ mod concat;
 mod conv;
 mod conv_transpose;
 mod index;
+mod interpolate;
 mod matmul;
 mod pad;
+mod pool;
 mod reduce;
 mod selective_scan;
 mod softmax;
@@ -17,7 +19,9 @@ mod view;
 
 pub use conv::{ConvOptions, ConvPadding};
 pub use conv_transpose::ConvTransposeOptions;
+pub use interpolate::{InterpolateMode, InterpolateOptions};
 pub use pad::PadMode;
+pub use pool::{AvgPoolOptions, MaxPoolOptions};
 pub use selective_scan::ScanOptions;
 pub use unary::Unary;
 
