@@ -2,6 +2,7 @@
 
 pub mod conv;
 pub mod gemm;
+pub mod norm;
 
 /// Deterministic test inputs in [-1, 1), without a random-number dependency.
 #[cfg(test)]
