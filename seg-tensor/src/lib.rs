@@ -27,6 +27,6 @@ pub use autograd::{is_grad_enabled, no_grad, Backward, Gradients};
 pub use dtype::{DType, Element, Float};
 pub use error::{Error, Result};
 pub use half;
-pub use ops::{ConvOptions, ConvPadding, PadMode, Unary};
+pub use ops::{BatchNormStats, ConvOptions, ConvPadding, PadMode, Unary};
 pub use storage::{memory, CpuStorage, Device};
 pub use tensor::{Tensor, TensorId};

@@ -7,6 +7,7 @@ mod concat;
 mod conv;
 mod index;
 mod matmul;
+mod norm;
 mod pad;
 mod reduce;
 mod softmax;
@@ -14,6 +15,7 @@ mod unary;
 mod view;
 
 pub use conv::{ConvOptions, ConvPadding};
+pub use norm::BatchNormStats;
 pub use pad::PadMode;
 pub use unary::Unary;
 
