@@ -33,6 +33,10 @@ const IMPLEMENTED: &[&str] = &[
     "roll",
     "conv2d",
     "conv3d",
+    "instance_norm",
+    "group_norm",
+    "layer_norm",
+    "batch_norm",
 ];
 
 #[test]

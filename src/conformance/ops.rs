@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use super::{Case, Params};
-use crate::{ConvOptions, ConvPadding, Error, PadMode, Result, Tensor};
+use crate::{BatchNormStats, ConvOptions, ConvPadding, Error, PadMode, Result, Tensor};
 
 type Tensors = BTreeMap<String, Tensor>;
 
@@ -54,12 +54,52 @@ fn conv_options(params: &Params) -> Result<ConvOptions> {
     })
 }
 
+/// A non-negative integer parameter.
+fn usize_param(params: &Params, key: &str) -> Result<usize> {
+    let v = params
+        .int(key)?
+        .ok_or_else(|| Error::invalid("conformance", format!("parameter {key:?} is missing")))?;
+    usize::try_from(v).map_err(|_| Error::invalid("conformance", format!("parameter {key:?} is {v}")))
+}
+
+/// `batch_norm`: `x`, optional `weight`/`bias`, optional running statistics as inputs `running_mean`
+/// and `running_var` (then the updated statistics are outputs of the same names); params `training`
+/// (PyTorch's default false), `momentum` (0.1, null for the cumulative average), `eps`.
+fn batch_norm(p: &Params, inputs: &Tensors, outputs: &mut Tensors) -> Result<Tensor> {
+    let mut stats = match (inputs.get("running_mean"), inputs.get("running_var")) {
+        (Some(m), Some(v)) => Some(BatchNormStats::from_tensors(m, v, 0)?),
+        (None, None) => None,
+        _ => return Err(Error::invalid("batch_norm", "running_mean and running_var go together")),
+    };
+    let momentum = if p.0.get("momentum").is_some_and(|v| v.is_null()) {
+        None
+    } else {
+        Some(p.f64_or("momentum", 0.1)?)
+    };
+    let y = input(inputs, "x")?.batch_norm(
+        stats.as_mut(),
+        inputs.get("weight"),
+        inputs.get("bias"),
+        p.bool_or("training", false)?,
+        momentum,
+        p.f64_or("eps", 1e-5)?,
+    )?;
+    if let Some(s) = stats {
+        outputs.insert("running_mean".into(), s.running_mean);
+        outputs.insert("running_var".into(), s.running_var);
+    }
+    Ok(y)
+}
+
 /// Computes the outputs of `case` (named as its `out.*` tensors) from the given inputs and module
 /// parameters, recording autodiff when they track gradients.
 pub(super) fn forward(case: &Case, inputs: &Tensors, _module_params: &Tensors) -> Result<Tensors> {
     let p = &case.params;
     let x = || input(inputs, "x");
     let (a, b) = (|| input(inputs, "a"), || input(inputs, "b"));
+    let (weight, bias) = (inputs.get("weight"), inputs.get("bias"));
+    let eps = || p.f64_or("eps", 1e-5);
+    let mut outputs = Tensors::new();
     let y = match case.op.as_str() {
         "relu" => x()?.relu()?,
         "leaky_relu" => x()?.leaky_relu(p.f64_or("negative_slope", 0.01)?)?,
@@ -105,7 +145,18 @@ pub(super) fn forward(case: &Case, inputs: &Tensors, _module_params: &Tensors) -
         "roll" => x()?.roll(&required_ints(p, "shifts")?, &p.ints("dims")?.unwrap_or_default())?,
         "conv2d" => x()?.conv2d(input(inputs, "w")?, inputs.get("b"), &conv_options(p)?)?,
         "conv3d" => x()?.conv3d(input(inputs, "w")?, inputs.get("b"), &conv_options(p)?)?,
+        "instance_norm" => x()?.instance_norm(weight, bias, eps()?)?,
+        "group_norm" => x()?.group_norm(usize_param(p, "num_groups")?, weight, bias, eps()?)?,
+        "layer_norm" => {
+            let shape = required_ints(p, "normalized_shape")?
+                .into_iter()
+                .map(|v| usize::try_from(v).map_err(|_| Error::invalid("layer_norm", format!("normalized_shape {v}"))))
+                .collect::<Result<Vec<_>>>()?;
+            x()?.layer_norm(&shape, weight, bias, eps()?)?
+        }
+        "batch_norm" => batch_norm(p, inputs, &mut outputs)?,
         other => return Err(Error::invalid("conformance", format!("unsupported op {other:?}"))),
     };
-    Ok(BTreeMap::from([("y".to_string(), y)]))
+    outputs.insert("y".to_string(), y);
+    Ok(outputs)
 }
