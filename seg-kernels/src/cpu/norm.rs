@@ -358,6 +358,68 @@ pub fn norm_moments<T: NormElement>(g: &NormGeometry, x: &[T]) -> Moments {
     Moments { mean, var }
 }
 
+/// Largest statistics group (elements) that one task handles whole, so that its second read of `x`
+/// (and `dy`) comes from the cache.
+const FUSE_MAX: usize = 1 << 18;
+
+/// `Some(C / G)` when every statistics group is one contiguous run of planes that fits the fused
+/// path and there are enough groups to keep the threads busy.
+fn fused_group_channels(g: &NormGeometry) -> Option<usize> {
+    match g.stats {
+        StatsOver::Groups(groups)
+            if (1..=FUSE_MAX).contains(&g.group_len()) && g.stats_len() >= 2 * rayon::current_num_threads() =>
+        {
+            Some(g.channels / groups)
+        }
+        _ => None,
+    }
+}
+
+/// [`norm_moments`] and then [`norm_forward`] with `rstd = 1 / sqrt(var + eps)`; returns the
+/// moments. Small groups are done one group per task, reading `x` from memory once.
+pub fn norm_forward_training<T: NormElement>(
+    g: &NormGeometry,
+    x: &[T],
+    eps: f64,
+    weight: Option<&[T]>,
+    bias: Option<&[T]>,
+    y: &mut [T],
+) -> Moments {
+    assert!(
+        g.validate().is_ok() && x.len() == g.len() && y.len() == g.len(),
+        "norm_forward_training: buffer sizes"
+    );
+    let Some(cg) = fused_group_channels(g) else {
+        let moments = norm_moments(g, x);
+        norm_forward(g, x, &moments.mean, &moments.rstd(eps), weight, bias, y);
+        return moments;
+    };
+    assert!(
+        weight.is_none_or(|w| w.len() == g.channels) && bias.is_none_or(|b| b.len() == g.channels),
+        "norm_forward_training: buffer sizes"
+    );
+    let gl = g.group_len();
+    let (mean, var) = y
+        .par_chunks_mut(gl)
+        .zip(x.par_chunks(gl))
+        .enumerate()
+        .map(|(st, (ys, xs))| {
+            let (mu, var) = Partial::moments(std::iter::once(Partial::of(xs)));
+            let r = 1.0 / (var + eps).sqrt();
+            for (j, (ys, xs)) in ys.chunks_mut(g.spatial).zip(xs.chunks(g.spatial)).enumerate() {
+                let c = (st * cg + j) % g.channels;
+                let scale = r * weight.map_or(1.0, |w| w[c].to_f64());
+                let shift = bias.map_or(0.0, |b| b[c].to_f64());
+                for (y, &x) in ys.iter_mut().zip(xs) {
+                    *y = T::from_f64((x.to_f64() - mu) * scale + shift);
+                }
+            }
+            (mu, var)
+        })
+        .unzip();
+    Moments { mean, var }
+}
+
 /// `y = (x - mean) rstd w[c] + b[c]` with the statistics of each element's group.
 pub fn norm_forward<T: NormElement>(
     g: &NormGeometry,
@@ -405,31 +467,64 @@ pub fn norm_backward<T: NormElement>(
     grads: NormGrads<'_, T>,
 ) {
     g.check("norm_backward", x.len(), mean, rstd, weight.map(<[T]>::len));
-    assert!(dy.len() == g.len(), "norm_backward: buffer sizes");
-    let w = |c: usize| weight.map_or(1.0, |w| w[c].to_f64());
-    // Pass 1: per plane, sum dy and sum dy (x - mu).
-    let sums = per_plane(
-        g.planes(),
-        g.spatial,
-        |p, r| grad_sums(&dy[r.clone()], &x[r], None, mean[g.stat_of(p)]),
-        add2,
-        [0.0; 2],
+    assert!(
+        dy.len() == g.len() && grads.dx.as_ref().is_none_or(|dx| dx.len() == g.len()),
+        "norm_backward: buffer sizes"
     );
+    let w = |c: usize| weight.map_or(1.0, |w| w[c].to_f64());
+    let NormGrads { dx, dweight, dbias } = grads;
+    let (sums, dx) = match (fused_group_channels(g), dx) {
+        (Some(cg), Some(dx)) if !constant_stats => {
+            // Each group in one task: its second read of x and dy comes from the cache.
+            let (gl, s) = (g.group_len(), g.spatial);
+            let mut sums = vec![[0.0; 2]; g.planes()];
+            dx.par_chunks_mut(gl)
+                .zip(sums.par_chunks_mut(cg))
+                .enumerate()
+                .for_each(|(st, (dx, sums))| {
+                    let (base, mu, r) = (st * gl, mean[st], rstd[st]);
+                    let (mut mg, mut mgx) = (0.0, 0.0);
+                    for (j, sum) in sums.iter_mut().enumerate() {
+                        let at = base + j * s..base + (j + 1) * s;
+                        *sum = grad_sums(&dy[at.clone()], &x[at], None, mu);
+                        let wc = w((st * cg + j) % g.channels);
+                        mg += wc * sum[0] / gl as f64;
+                        mgx += wc * sum[1] * r / gl as f64;
+                    }
+                    for (j, out) in dx.chunks_mut(s).enumerate() {
+                        let at = base + j * s..base + (j + 1) * s;
+                        let a = r * w((st * cg + j) % g.channels);
+                        write_dx(out, &dy[at.clone()], &x[at], mu, [a, r * r * mgx, r * mg]);
+                    }
+                });
+            (sums, None)
+        }
+        (_, dx) => {
+            // Pass 1: per plane, sum dy and sum dy (x - mu).
+            let sums = per_plane(
+                g.planes(),
+                g.spatial,
+                |p, r| grad_sums(&dy[r.clone()], &x[r], None, mean[g.stat_of(p)]),
+                add2,
+                [0.0; 2],
+            );
+            (sums, dx)
+        }
+    };
     let channel_sum = |f: &dyn Fn(usize) -> f64| -> Vec<T> {
         (0..g.channels)
             .map(|c| T::from_f64((0..g.batch).map(|n| f(n * g.channels + c)).sum()))
             .collect()
     };
-    if let Some(dbias) = grads.dbias {
+    if let Some(dbias) = dbias {
         assert_eq!(dbias.len(), g.channels, "norm_backward: buffer sizes");
         dbias.copy_from_slice(&channel_sum(&|p| sums[p][0]));
     }
-    if let Some(dweight) = grads.dweight {
+    if let Some(dweight) = dweight {
         assert_eq!(dweight.len(), g.channels, "norm_backward: buffer sizes");
         dweight.copy_from_slice(&channel_sum(&|p| sums[p][1] * rstd[g.stat_of(p)]));
     }
-    let Some(dx) = grads.dx else { return };
-    assert_eq!(dx.len(), g.len(), "norm_backward: buffer sizes");
+    let Some(dx) = dx else { return };
     // Group means of g = dy w and of g xhat.
     let (mut mg, mut mgx) = (vec![0.0; g.stats_len()], vec![0.0; g.stats_len()]);
     if !constant_stats {
@@ -444,13 +539,19 @@ pub fn norm_backward<T: NormElement>(
     // Pass 2: dx = rstd (dy w - mg - xhat mgx) = dy a - (x - mu) b - c.
     par_pieces(dx, g.spatial, |p, start, out| {
         let st = g.stat_of(p);
-        let (r, mu) = (rstd[st], mean[st]);
-        let (a, b, c) = (r * w(p % g.channels), r * r * mgx[st], r * mg[st]);
-        let end = start + out.len();
-        for ((d, &dy), &x) in out.iter_mut().zip(&dy[start..end]).zip(&x[start..end]) {
-            *d = T::from_f64(dy.to_f64() * a - (x.to_f64() - mu) * b - c);
-        }
+        let r = rstd[st];
+        let at = start..start + out.len();
+        let coef = [r * w(p % g.channels), r * r * mgx[st], r * mg[st]];
+        write_dx(out, &dy[at.clone()], &x[at], mean[st], coef);
     });
+}
+
+/// `dx = dy a - (x - mu) b - c` with `[a, b, c] = coef`.
+#[inline(always)]
+fn write_dx<T: NormElement>(out: &mut [T], dy: &[T], x: &[T], mu: f64, [a, b, c]: [f64; 3]) {
+    for ((d, &dy), &x) in out.iter_mut().zip(dy).zip(x) {
+        *d = T::from_f64(dy.to_f64() * a - (x.to_f64() - mu) * b - c);
+    }
 }
 
 /// Mean and biased variance of each row.
@@ -647,7 +748,7 @@ pub fn norm_backward_reference<T: NormElement>(
     let stat = |i: usize| g.stat_of(i / g.spatial);
     let xhat = |i: usize| (x[i].to_f64() - mean[stat(i)]) * rstd[stat(i)];
     if let Some(dx) = grads.dx.as_deref_mut() {
-        for st in 0..g.stats_len() {
+        for (st, &r) in rstd.iter().enumerate() {
             let idx = members(g, st);
             let n = idx.len() as f64;
             let mg = idx.iter().map(|&i| dy[i].to_f64() * w(i)).sum::<f64>() / n;
@@ -655,9 +756,9 @@ pub fn norm_backward_reference<T: NormElement>(
             for &i in &idx {
                 let gi = dy[i].to_f64() * w(i);
                 dx[i] = T::from_f64(if constant_stats {
-                    rstd[st] * gi
+                    r * gi
                 } else {
-                    rstd[st] * (gi - mg - xhat(i) * mgx)
+                    r * (gi - mg - xhat(i) * mgx)
                 });
             }
         }
@@ -710,7 +811,7 @@ pub fn layer_norm_backward_reference<T: NormElement>(
     let w = |k: usize| weight.map_or(1.0, |w| w[k].to_f64());
     let xhat = |i: usize| (x[i].to_f64() - mean[i / g.len]) * rstd[i / g.len];
     if let Some(dx) = grads.dx.as_deref_mut() {
-        for m in 0..g.rows {
+        for (m, &r) in rstd.iter().enumerate() {
             let row = m * g.len..(m + 1) * g.len;
             let n = g.len as f64;
             let mg = row.clone().map(|i| dy[i].to_f64() * w(i % g.len)).sum::<f64>() / n;
@@ -720,7 +821,7 @@ pub fn layer_norm_backward_reference<T: NormElement>(
                 .sum::<f64>()
                 / n;
             for i in row {
-                dx[i] = T::from_f64(rstd[m] * (dy[i].to_f64() * w(i % g.len) - mg - xhat(i) * mgx));
+                dx[i] = T::from_f64(r * (dy[i].to_f64() * w(i % g.len) - mg - xhat(i) * mgx));
             }
         }
     }
@@ -762,6 +863,10 @@ mod tests {
         norm_forward(g, &x, mean, &rstd, weight, bias, &mut y1);
         norm_forward_reference(g, &x, mean, &rstd, weight, bias, &mut y2);
         prop_assert!(close(&y1, &y2, 1e-10));
+        let mut y3 = vec![9.0; g.len()];
+        let m3 = norm_forward_training(g, &x, 1e-5, weight, bias, &mut y3);
+        prop_assert!(close(&m3.mean, &moments.mean, 1e-12) && close(&m3.var, &moments.var, 1e-12));
+        prop_assert!(close(&y3, &y2, 1e-10));
         let mut fast = [vec![9.0; g.len()], vec![9.0; g.channels], vec![9.0; g.channels]];
         let mut slow = [vec![0.0; g.len()], vec![0.0; g.channels], vec![0.0; g.channels]];
         for (out, reference) in [(&mut fast, false), (&mut slow, true)] {
@@ -858,6 +963,16 @@ mod tests {
             stats: StatsOver::Groups(2000),
         };
         check_channel(&g, true, false, 7).unwrap();
+        // Enough groups for the fused one-group-per-task path, groups of several planes.
+        let g = NormGeometry {
+            batch: 2,
+            channels: 128,
+            spatial: 50,
+            stats: StatsOver::Groups(64),
+        };
+        assert_eq!(fused_group_channels(&g), Some(2));
+        check_channel(&g, true, false, 12).unwrap();
+        check_channel(&g, false, false, 13).unwrap();
         // No elements at all: nothing to do, and no panic.
         let g = NormGeometry {
             batch: 0,

@@ -3,7 +3,7 @@
 //! statistics). The math and the fused kernels are in `seg_kernels::cpu::norm`.
 
 use seg_kernels::cpu::norm::{
-    layer_norm_backward, layer_norm_forward, norm_backward, norm_forward, norm_moments, row_moments, Moments,
+    layer_norm_backward, layer_norm_forward, norm_backward, norm_forward, norm_forward_training, row_moments, Moments,
     NormGeometry, NormGrads, RowGeometry, StatsOver,
 };
 
@@ -181,11 +181,16 @@ impl Tensor {
         let constant = running.is_some();
         let (y, moments, rstd) = with_float!(self.dtype(), op, T => {
             let x = self.values::<T>()?;
-            let moments = running.unwrap_or_else(|| norm_moments(&g, &x));
-            let rstd = moments.rstd(eps);
             let (w, b) = (weight.map(|t| t.values::<T>()).transpose()?, bias.map(|t| t.values::<T>()).transpose()?);
             let mut y = vec![T::from_f64(0.0); g.len()];
-            norm_forward(&g, &x, &moments.mean, &rstd, w.as_deref(), b.as_deref(), &mut y);
+            let moments = match running {
+                Some(moments) => {
+                    norm_forward(&g, &x, &moments.mean, &moments.rstd(eps), w.as_deref(), b.as_deref(), &mut y);
+                    moments
+                }
+                None => norm_forward_training(&g, &x, eps, w.as_deref(), b.as_deref(), &mut y),
+            };
+            let rstd = moments.rstd(eps);
             Ok((tensor_from(y, self.shape()), moments, rstd))
         })?;
         let mut inputs = vec![self];
