@@ -32,13 +32,29 @@ def matmul_case(n):
     return f"matmul_f32_{n}", 2 * n**3 / 1e9, lambda: torch.matmul(a, b)
 
 
+def instance_norm_case(c, s, backward):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(1, c, s, s, s, generator=g)
+    w, b, gy = torch.randn(c, generator=g), torch.randn(c, generator=g), torch.randn(1, c, s, s, s, generator=g)
+    if not backward:
+        return f"instance_norm_fwd_c{c}_s{s}", None, lambda: torch.nn.functional.instance_norm(x, weight=w, bias=b)
+    x, w, b = (t.requires_grad_(True) for t in (x, w, b))
+
+    def body():
+        y = torch.nn.functional.instance_norm(x, weight=w, bias=b)
+        torch.autograd.grad(y, (x, w, b), gy)
+
+    return f"instance_norm_fwdbwd_c{c}_s{s}", None, body
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", default="")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    for name, gflop, body in [matmul_case(1024), matmul_case(2048)]:
+    cases = [matmul_case(1024), matmul_case(2048), instance_norm_case(32, 64, False), instance_norm_case(32, 64, True)]
+    for name, gflop, body in cases:
         if args.only in name:
             print(json.dumps({"name": name, "ms": round(measure(body), 3), "gflop": gflop}), flush=True)
 

@@ -42,6 +42,10 @@ const IMPLEMENTED: &[&str] = &[
     "avg_pool3d",
     "adaptive_avg_pool3d",
     "interpolate",
+    "instance_norm",
+    "group_norm",
+    "layer_norm",
+    "batch_norm",
 ];
 
 #[test]

@@ -116,6 +116,29 @@ fn selective_scan_case(len: usize) -> Case {
     }
 }
 
+/// `instance_norm(x, w, b)` with `x (1, c, s, s, s)` (eps 1e-5); with `backward`, also the gradients
+/// of x, w and b from a given upstream gradient.
+fn instance_norm_case(c: usize, s: usize, backward: bool) -> Case {
+    let kind = if backward { "fwdbwd" } else { "fwd" };
+    Case {
+        name: format!("instance_norm_{kind}_c{c}_s{s}"),
+        gflop: None,
+        prepare: Box::new(move || {
+            let x = Tensor::randn(&[1, c, s, s, s], 1, DType::F32)?;
+            let w = Tensor::randn(&[c], 2, DType::F32)?;
+            let b = Tensor::randn(&[c], 3, DType::F32)?;
+            if !backward {
+                return Ok(Box::new(move || x.instance_norm(Some(&w), Some(&b), 1e-5).map(drop)) as Body);
+            }
+            let (x, w, b) = (x.requires_grad(), w.requires_grad(), b.requires_grad());
+            let gy = Tensor::randn(&[1, c, s, s, s], 4, DType::F32)?;
+            Ok(Box::new(move || {
+                x.instance_norm(Some(&w), Some(&b), 1e-5)?.backward_with(&gy).map(drop)
+            }))
+        }),
+    }
+}
+
 fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
     for (c, s) in [(32, 64), (64, 32), (128, 16), (16, 96)] {
@@ -123,6 +146,7 @@ fn cases() -> Vec<Case> {
         cases.push(conv3d_case(c, s, true));
     }
     cases.extend([conv_transpose3d_case(), matmul_case(1024), matmul_case(2048)]);
+    cases.extend([instance_norm_case(32, 64, false), instance_norm_case(32, 64, true)]);
     cases.extend([1024, 8192, 65536].map(selective_scan_case));
     cases
 }

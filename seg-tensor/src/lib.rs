@@ -28,8 +28,8 @@ pub use dtype::{DType, Element, Float};
 pub use error::{Error, Result};
 pub use half;
 pub use ops::{
-    AvgPoolOptions, ConvOptions, ConvPadding, ConvTransposeOptions, InterpolateMode, InterpolateOptions,
-    MaxPoolOptions, PadMode, ScanOptions, Unary,
+    AvgPoolOptions, BatchNormStats, ConvOptions, ConvPadding, ConvTransposeOptions, InterpolateMode,
+    InterpolateOptions, MaxPoolOptions, PadMode, ScanOptions, Unary,
 };
 pub use storage::{memory, CpuStorage, Device};
 pub use tensor::{Tensor, TensorId};

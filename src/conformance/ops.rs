@@ -6,8 +6,8 @@ use seg_nn::mamba::{Mamba, MambaConfig, Orientation};
 
 use super::{Case, Params};
 use crate::{
-    AvgPoolOptions, ConvOptions, ConvPadding, ConvTransposeOptions, Error, InterpolateMode, InterpolateOptions,
-    MaxPoolOptions, PadMode, Result, ScanOptions, Tensor,
+    AvgPoolOptions, BatchNormStats, ConvOptions, ConvPadding, ConvTransposeOptions, Error, InterpolateMode,
+    InterpolateOptions, MaxPoolOptions, PadMode, Result, ScanOptions, Tensor,
 };
 
 type Tensors = BTreeMap<String, Tensor>;
@@ -180,12 +180,44 @@ fn optional_usize(params: &Params, key: &str, default: usize) -> Result<usize> {
     Ok(non_negative(params, key, vec![default])?[0])
 }
 
+/// `batch_norm`: `x`, optional `weight`/`bias`, optional running statistics as inputs `running_mean`
+/// and `running_var` (then the updated statistics are outputs of the same names); params `training`
+/// (PyTorch's default false), `momentum` (0.1, null for the cumulative average), `eps`.
+fn batch_norm(p: &Params, inputs: &Tensors, outputs: &mut Tensors) -> Result<Tensor> {
+    let mut stats = match (inputs.get("running_mean"), inputs.get("running_var")) {
+        (Some(m), Some(v)) => Some(BatchNormStats::from_tensors(m, v, 0)?),
+        (None, None) => None,
+        _ => return Err(Error::invalid("batch_norm", "running_mean and running_var go together")),
+    };
+    let momentum = if p.0.get("momentum").is_some_and(|v| v.is_null()) {
+        None
+    } else {
+        Some(p.f64_or("momentum", 0.1)?)
+    };
+    let y = input(inputs, "x")?.batch_norm(
+        stats.as_mut(),
+        inputs.get("weight"),
+        inputs.get("bias"),
+        p.bool_or("training", false)?,
+        momentum,
+        p.f64_or("eps", 1e-5)?,
+    )?;
+    if let Some(s) = stats {
+        outputs.insert("running_mean".into(), s.running_mean);
+        outputs.insert("running_var".into(), s.running_var);
+    }
+    Ok(y)
+}
+
 /// Computes the outputs of `case` (named as its `out.*` tensors) from the given inputs and module
 /// parameters, recording autodiff when they track gradients.
 pub(super) fn forward(case: &Case, inputs: &Tensors, module_params: &Tensors) -> Result<Tensors> {
     let p = &case.params;
     let x = || input(inputs, "x");
     let (a, b) = (|| input(inputs, "a"), || input(inputs, "b"));
+    let (weight, bias) = (inputs.get("weight"), inputs.get("bias"));
+    let eps = || p.f64_or("eps", 1e-5);
+    let mut outputs = Tensors::new();
     let y = match case.op.as_str() {
         "relu" => x()?.relu()?,
         "leaky_relu" => x()?.leaky_relu(p.f64_or("negative_slope", 0.01)?)?,
@@ -247,10 +279,8 @@ pub(super) fn forward(case: &Case, inputs: &Tensors, module_params: &Tensors) ->
             let (u, delta) = (input(inputs, "u")?, input(inputs, "delta")?);
             let (a, b, c) = (input(inputs, "A")?, input(inputs, "B")?, input(inputs, "C")?);
             let (y, last_state) = u.selective_scan(delta, a, b, c, &options)?;
-            return Ok(BTreeMap::from([
-                ("y".to_string(), y),
-                ("last_state".to_string(), last_state),
-            ]));
+            outputs.insert("last_state".to_string(), last_state);
+            y
         }
         "mamba_block" => {
             let mut config = MambaConfig::new(required_usize(p, "d_model")?);
@@ -281,7 +311,12 @@ pub(super) fn forward(case: &Case, inputs: &Tensors, module_params: &Tensors) ->
         "adaptive_avg_pool2d" => x()?.adaptive_avg_pool2d(&adaptive_output_size(p, x()?, 2)?)?,
         "adaptive_avg_pool3d" => x()?.adaptive_avg_pool3d(&adaptive_output_size(p, x()?, 3)?)?,
         "interpolate" => x()?.interpolate(&interpolate_options(p)?)?,
+        "instance_norm" => x()?.instance_norm(weight, bias, eps()?)?,
+        "group_norm" => x()?.group_norm(required_usize(p, "num_groups")?, weight, bias, eps()?)?,
+        "layer_norm" => x()?.layer_norm(&required_usizes(p, "normalized_shape")?, weight, bias, eps()?)?,
+        "batch_norm" => batch_norm(p, inputs, &mut outputs)?,
         other => return Err(Error::invalid("conformance", format!("unsupported op {other:?}"))),
     };
-    Ok(BTreeMap::from([("y".to_string(), y)]))
+    outputs.insert("y".to_string(), y);
+    Ok(outputs)
 }
