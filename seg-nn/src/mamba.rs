@@ -285,6 +285,63 @@ impl Module for Mamba {
     }
 }
 
+/// U-Mamba's and SegMamba's `MambaLayer` on a feature map `(B, C, *spatial)`: the map as row-major
+/// tokens, `LayerNorm(C)` (eps 1e-5), a Mamba block, back to the map; SegMamba's adds the input
+/// (`residual`), U-Mamba's does not. Parameters: `norm.weight`, `norm.bias`, `mamba.*`.
+#[derive(Clone, Debug)]
+pub struct MambaLayer {
+    pub norm_weight: Tensor,
+    pub norm_bias: Tensor,
+    pub mamba: Mamba,
+    pub residual: bool,
+}
+
+impl MambaLayer {
+    /// A layer over `config.d_model` channels: LayerNorm as PyTorch initialises it (weight 1, bias
+    /// 0), the block as mamba_ssm does.
+    pub fn new(config: MambaConfig, residual: bool, seed: u64) -> Result<Self> {
+        let c = config.d_model;
+        Ok(Self {
+            norm_weight: constant(&[c], 1.0),
+            norm_bias: constant(&[c], 0.0),
+            mamba: Mamba::new(config, seed)?,
+            residual,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let c = self.mamba.config.d_model;
+        if x.rank() < 3 || x.shape()[1] != c {
+            return Err(Error::ShapeMismatch {
+                op: "MambaLayer",
+                expected: format!("(B, {c}, spatial...)"),
+                found: x.shape().to_vec(),
+            });
+        }
+        let tokens = flatten_tokens(x)?.layer_norm(&[c], Some(&self.norm_weight), Some(&self.norm_bias), 1e-5)?;
+        let out = unflatten_tokens(&self.mamba.forward(&tokens)?, &x.shape()[2..])?;
+        if self.residual {
+            out.add(x)
+        } else {
+            Ok(out)
+        }
+    }
+}
+
+impl Module for MambaLayer {
+    fn visit(&self, f: &mut dyn FnMut(&str, &Tensor)) {
+        f("norm.weight", &self.norm_weight);
+        f("norm.bias", &self.norm_bias);
+        self.mamba.visit(&mut |name, t| f(&format!("mamba.{name}"), t));
+    }
+
+    fn visit_mut(&mut self, f: &mut dyn FnMut(&str, &mut Tensor)) {
+        f("norm.weight", &mut self.norm_weight);
+        f("norm.bias", &mut self.norm_bias);
+        self.mamba.visit_mut(&mut |name, t| f(&format!("mamba.{name}"), t));
+    }
+}
+
 /// `(B, C, *spatial)` feature maps as token sequences `(B, prod(spatial), C)` in row-major order of
 /// the spatial axes, as U-Mamba and SegMamba flatten them; [`unflatten_tokens`] undoes it.
 pub fn flatten_tokens(x: &Tensor) -> Result<Tensor> {
@@ -373,6 +430,25 @@ mod tests {
         gradcheck::check(f, &[x]).unwrap();
         let bad = Tensor::randn(&[1, 7, 4], 3, DType::F32).unwrap();
         assert!(m.forward(&bad).unwrap_err().to_string().contains("multiple of nslices"));
+    }
+
+    #[test]
+    fn mamba_layer_on_a_volume_differentiates_and_names_its_parameters() {
+        let config = MambaConfig {
+            d_state: 2,
+            orientation: Orientation::TriOriented { nslices: 2 },
+            ..MambaConfig::new(3)
+        };
+        let layer = MambaLayer::new(config, true, 9).unwrap();
+        let names: Vec<String> = layer.named_parameters().into_iter().map(|(n, _)| n).collect();
+        assert_eq!(&names[..3], ["norm.weight", "norm.bias", "mamba.in_proj.weight"]);
+        let x = Tensor::randn(&[1, 3, 2, 2, 2], 1, DType::F64).unwrap();
+        let f = |t: &[Tensor]| {
+            let mut l64 = layer.clone();
+            l64.visit_mut(&mut |_, p| *p = p.to_dtype(DType::F64).unwrap());
+            l64.forward(&t[0])
+        };
+        gradcheck::check(f, &[x]).unwrap();
     }
 
     #[test]

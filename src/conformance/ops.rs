@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use seg_nn::mamba::{Mamba, MambaConfig, Orientation};
+use seg_nn::mamba::{Mamba, MambaConfig, MambaLayer, Orientation};
 
 use super::{Case, Params};
 use crate::{
@@ -180,6 +180,29 @@ fn optional_usize(params: &Params, key: &str, default: usize) -> Result<usize> {
     Ok(non_negative(params, key, vec![default])?[0])
 }
 
+/// mamba_ssm's `Mamba` arguments: `d_model`, `d_state`, `d_conv`, `expand`, `dt_rank` (an integer or
+/// "auto"), and SegMamba's `bimamba_type` "v3" with `nslices`.
+fn mamba_config(p: &Params) -> Result<MambaConfig> {
+    let mut config = MambaConfig::new(required_usize(p, "d_model")?);
+    config.d_state = optional_usize(p, "d_state", config.d_state)?;
+    config.d_conv = optional_usize(p, "d_conv", config.d_conv)?;
+    config.expand = optional_usize(p, "expand", config.expand)?;
+    if p.str_or("dt_rank", "auto").is_err() {
+        config.dt_rank = Some(required_usize(p, "dt_rank")?);
+    }
+    if p.has("nslices") || p.str_or("bimamba_type", "none")? == "v3" {
+        config.orientation = Orientation::TriOriented {
+            nslices: optional_usize(p, "nslices", 5)?,
+        };
+    }
+    Ok(config)
+}
+
+/// The case's module parameters as a checkpoint to load.
+fn as_source(module_params: &Tensors) -> HashMap<String, Tensor> {
+    module_params.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}
+
 /// `batch_norm`: `x`, optional `weight`/`bias`, optional running statistics as inputs `running_mean`
 /// and `running_var` (then the updated statistics are outputs of the same names); params `training`
 /// (PyTorch's default false), `momentum` (0.1, null for the cumulative average), `eps`.
@@ -283,23 +306,14 @@ pub(super) fn forward(case: &Case, inputs: &Tensors, module_params: &Tensors) ->
             y
         }
         "mamba_block" => {
-            let mut config = MambaConfig::new(required_usize(p, "d_model")?);
-            config.d_state = optional_usize(p, "d_state", config.d_state)?;
-            config.d_conv = optional_usize(p, "d_conv", config.d_conv)?;
-            config.expand = optional_usize(p, "expand", config.expand)?;
-            // dt_rank is an integer or mamba_ssm's "auto" (the default).
-            if p.str_or("dt_rank", "auto").is_err() {
-                config.dt_rank = Some(required_usize(p, "dt_rank")?);
-            }
-            if p.has("nslices") || p.str_or("bimamba_type", "none")? == "v3" {
-                config.orientation = Orientation::TriOriented {
-                    nslices: optional_usize(p, "nslices", 5)?,
-                };
-            }
-            let mut block = Mamba::new(config, 0)?;
-            let source: HashMap<String, Tensor> = module_params.clone().into_iter().collect();
-            seg_nn::load_parameters(&mut block, &source, true)?;
+            let mut block = Mamba::new(mamba_config(p)?, 0)?;
+            seg_nn::load_parameters(&mut block, &as_source(module_params), true)?;
             block.forward(x()?)?
+        }
+        "mamba_layer" => {
+            let mut layer = MambaLayer::new(mamba_config(p)?, p.bool_or("residual", false)?, 0)?;
+            seg_nn::load_parameters(&mut layer, &as_source(module_params), true)?;
+            layer.forward(x()?)?
         }
         "max_pool1d" => x()?.max_pool1d(&max_pool_options(p)?)?,
         "max_pool2d" => x()?.max_pool2d(&max_pool_options(p)?)?,

@@ -67,6 +67,29 @@ def mamba_case(name, batch, length, d_model, d_state=16, d_conv=4, expand=2, dt_
          tol="0.0003", module=p, x=randn(batch, length, d_model))
 
 
+def layer_case(name, shape, d_state, nslices, residual):
+    """U-Mamba's (residual false) or SegMamba's (residual true) MambaLayer on a (B, C, D, H, W) map."""
+    batch, channels = shape[:2]
+    rank = math.ceil(channels / 16)
+    block = params(channels, d_state, 4, 2, rank, ["", "_b", "_s"] if nslices else [""])
+    p = {"norm.weight": 1.0 + randn(channels) * 0.1, "norm.bias": randn(channels) * 0.1}
+    p.update({f"mamba.{k}": v for k, v in block.items()})
+
+    def layer(w, x):
+        tokens = x.reshape(batch, channels, -1).transpose(-1, -2)
+        normed = F.layer_norm(tokens, (channels,), w["norm.weight"], w["norm.bias"], 1e-5)
+        inner = {k[len("mamba."):]: v for k, v in w.items() if k.startswith("mamba.")}
+        out = mamba(inner, normed, channels, d_state, 4, 2, rank, nslices).transpose(-1, -2).reshape(x.shape)
+        return out + x if residual else out
+
+    config = {"d_model": channels, "d_state": d_state, "residual": residual}
+    if nslices:
+        config.update({"bimamba_type": "v3", "nslices": nslices})
+    case(name, "mamba_layer", config, layer, tol="0.0003", module=p, x=randn(*shape))
+
+
 mamba_case("mamba_small_state_conv3", 2, 20, 8, d_state=4, d_conv=3, expand=1)
 mamba_case("mamba_dt_rank3", 1, 45, 24, d_state=8, dt_rank=3)
 mamba_case("mamba_tri_oriented", 1, 24, 8, d_state=4, nslices=4)
+layer_case("mamba_layer_umamba", (1, 6, 3, 4, 5), d_state=4, nslices=None, residual=False)
+layer_case("mamba_layer_segmamba", (2, 4, 3, 2, 4), d_state=4, nslices=3, residual=True)
