@@ -250,7 +250,7 @@ fn forward_with(
                 let (z, b, gi) = (task % od, task / od % blocks, task / od / blocks);
                 let channels = ob.min(og - b * ob);
                 let first = gi * og + b * ob;
-                let mut bias_block = vec![0.0f32; ob];
+                let mut bias_block = [0.0f32; AVX512_OB.max(AVX2_OB)];
                 if let Some(bias) = bias {
                     bias_block[..channels].copy_from_slice(&bias[first..first + channels]);
                 }
@@ -258,7 +258,7 @@ fn forward_with(
                 let x_start = gi * cg * plane + z * hp * wp;
                 // SAFETY: `isa` was detected on this CPU by the caller; the line's reads end at
                 // `x_start + taps.max + len <= x_start + plane` inside each of the group's planes.
-                unsafe { kernel(&line, x_start, w_block, &bias_block, scratch) };
+                unsafe { kernel(&line, x_start, w_block, &bias_block[..ob], scratch) };
                 for j in 0..channels {
                     let base = (n * g.out_channels + first + j) * out_plane + z * oh * ow;
                     for r in 0..oh {
