@@ -117,6 +117,7 @@ type LineKernel = unsafe fn(&Line, usize, &[f32], &[f32], &mut [f32]);
 /// accumulators of 32 zmm registers, 12 of 16 ymm.
 const AVX512_OB: usize = 8;
 const AVX2_OB: usize = 4;
+const MAX_OB: usize = if AVX512_OB > AVX2_OB { AVX512_OB } else { AVX2_OB };
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
@@ -250,7 +251,7 @@ fn forward_with(
                 let (z, b, gi) = (task % od, task / od % blocks, task / od / blocks);
                 let channels = ob.min(og - b * ob);
                 let first = gi * og + b * ob;
-                let mut bias_block = [0.0f32; AVX512_OB.max(AVX2_OB)];
+                let mut bias_block = [0.0f32; MAX_OB];
                 if let Some(bias) = bias {
                     bias_block[..channels].copy_from_slice(&bias[first..first + channels]);
                 }
