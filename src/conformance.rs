@@ -5,6 +5,7 @@
 //! an upstream gradient per output and the reference input gradients. A case passes when every output
 //! and gradient has the reference's shape and `||actual - expected|| <= tol * max(||expected||, 1e-12)`.
 
+mod nn;
 mod ops;
 
 use std::collections::BTreeMap;
@@ -150,18 +151,7 @@ impl Case {
             grads: BTreeMap::new(),
         };
         for (key, view) in st.tensors() {
-            if view.dtype() != safetensors::Dtype::F32 {
-                return Err(format_error(
-                    path,
-                    format!("tensor {key} is {:?}, fixtures hold f32", view.dtype()),
-                ));
-            }
-            let values: Vec<f32> = view
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes(b.try_into().expect("chunks of 4")))
-                .collect();
-            let tensor = Tensor::from_vec(values, view.shape())?;
+            let tensor = seg_nn::checkpoint::tensor_from_view(&key, &view)?;
             let (kind, rest) = key
                 .split_once('.')
                 .ok_or_else(|| format_error(path, format!("tensor name {key}")))?;

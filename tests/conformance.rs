@@ -46,6 +46,7 @@ const IMPLEMENTED: &[&str] = &[
     "group_norm",
     "layer_norm",
     "batch_norm",
+    "optimizer",
 ];
 
 #[test]

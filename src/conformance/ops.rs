@@ -10,9 +10,9 @@ use crate::{
     InterpolateOptions, MaxPoolOptions, PadMode, Result, ScanOptions, Tensor,
 };
 
-type Tensors = BTreeMap<String, Tensor>;
+pub(super) type Tensors = BTreeMap<String, Tensor>;
 
-fn input<'a>(inputs: &'a Tensors, name: &str) -> Result<&'a Tensor> {
+pub(super) fn input<'a>(inputs: &'a Tensors, name: &str) -> Result<&'a Tensor> {
     inputs
         .get(name)
         .ok_or_else(|| Error::invalid("conformance", format!("the case has no input in.{name}")))
@@ -67,7 +67,7 @@ fn required_usizes(params: &Params, key: &str) -> Result<Vec<usize>> {
 }
 
 /// A list of numbers (one number counts as a list of one), or `None` when absent or null.
-fn floats(params: &Params, key: &str) -> Result<Option<Vec<f64>>> {
+pub(super) fn floats(params: &Params, key: &str) -> Result<Option<Vec<f64>>> {
     let bad = |v: &serde_json::Value| Params::bad(key, "a number or a list of numbers", v);
     match params.0.get(key) {
         None | Some(serde_json::Value::Null) => Ok(None),
@@ -329,6 +329,7 @@ pub(super) fn forward(case: &Case, inputs: &Tensors, module_params: &Tensors) ->
         "group_norm" => x()?.group_norm(required_usize(p, "num_groups")?, weight, bias, eps()?)?,
         "layer_norm" => x()?.layer_norm(&required_usizes(p, "normalized_shape")?, weight, bias, eps()?)?,
         "batch_norm" => batch_norm(p, inputs, &mut outputs)?,
+        "optimizer" => super::nn::optimizer_steps(p, inputs)?,
         other => return Err(Error::invalid("conformance", format!("unsupported op {other:?}"))),
     };
     outputs.insert("y".to_string(), y);
