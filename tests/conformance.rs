@@ -49,6 +49,7 @@ const IMPLEMENTED: &[&str] = &[
     "optimizer",
     "basic_unet",
     "plain_conv_unet",
+    "sliding_window_inference",
 ];
 
 /// Shared cases that no float implementation can pass, and why. `basic_unet_2d` holds the gradients

@@ -3,10 +3,13 @@
 //!
 //! - [`BasicUNet`]: MONAI's `BasicUNet`.
 //! - [`PlainConvUNet`]: nnU-Net's default network.
+//! - [`SlidingWindow`]: MONAI's sliding-window inference.
 
 mod basic_unet;
 pub mod blocks;
 mod plain_unet;
+mod sliding_window;
 
 pub use basic_unet::{BasicUNet, BasicUNetConfig};
 pub use plain_unet::{PlainConvUNet, PlainUNetConfig};
+pub use sliding_window::{Blend, SlidingWindow};

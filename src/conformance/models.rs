@@ -1,10 +1,10 @@
 //! Conformance of seg-models: the networks, loaded with the case's `state_dict`.
 
-use seg_models::{BasicUNet, BasicUNetConfig, PlainConvUNet, PlainUNetConfig};
+use seg_models::{BasicUNet, BasicUNetConfig, Blend, PlainConvUNet, PlainUNetConfig, SlidingWindow};
 
 use super::ops::{as_source, input, required_usize, required_usizes, usizes, Tensors};
 use super::Params;
-use crate::{Error, Result, Tensor};
+use crate::{ConvOptions, ConvPadding, Error, PadMode, Result, Tensor};
 
 /// `basic_unet`: MONAI `BasicUNet` arguments `spatial_dims`, `in_channels`, `out_channels`,
 /// `features`, `dropout`.
@@ -89,4 +89,36 @@ pub(super) fn plain_conv_unet(
         outputs.insert(format!("y_{}", i + 1), extra);
     }
     Ok(y)
+}
+
+/// `sliding_window_inference` with a 3x3(x3) convolution (`in.w`, `in.b`, padding 1) as predictor;
+/// MONAI's arguments `roi_size` (-1: the whole axis), `sw_batch_size`, `overlap`, `mode`,
+/// `sigma_scale`, `padding_mode`, `cval`.
+pub(super) fn sliding_window(p: &Params, inputs: &Tensors) -> Result<Tensor> {
+    let roi = p
+        .ints("roi_size")?
+        .ok_or_else(|| Error::invalid("conformance", "parameter \"roi_size\" is missing"))?;
+    let mut sw = SlidingWindow::new(&roi.iter().map(|&r| r.max(0) as usize).collect::<Vec<_>>());
+    sw.sw_batch_size = p.int("sw_batch_size")?.unwrap_or(1).max(0) as usize;
+    sw.overlap = p.f64_or("overlap", 0.25)?;
+    sw.blend = match p.str_or("mode", "constant")? {
+        "constant" => Blend::Constant,
+        "gaussian" => Blend::Gaussian {
+            sigma_scale: p.f64_or("sigma_scale", 0.125)?,
+        },
+        other => {
+            return Err(Error::invalid(
+                "sliding_window_inference",
+                format!("unknown mode {other:?}"),
+            ))
+        }
+    };
+    sw.padding_mode = PadMode::parse(p.str_or("padding_mode", "constant")?)?;
+    sw.cval = p.f64_or("cval", 0.0)?;
+    let (w, b) = (input(inputs, "w")?, input(inputs, "b")?);
+    let conv = ConvOptions {
+        padding: ConvPadding::Explicit(vec![1]),
+        ..ConvOptions::default()
+    };
+    sw.run(input(inputs, "x")?, |t| t.conv(w, Some(b), &conv))
 }
