@@ -184,3 +184,25 @@ fn schedules_follow_their_formulas() {
     assert!((cos.lr(60) - (1e-5 + (1e-3 - 1e-5) * 0.5)).abs() < 1e-15);
     assert!((cos.lr(110) - 1e-5).abs() < 1e-15);
 }
+
+#[test]
+fn a_checkpointed_layer_gives_the_same_output_and_gradients() {
+    use seg_nn::layers::Checkpointed;
+    let conv = || {
+        let opts = ConvOptions {
+            padding: ConvPadding::Same,
+            ..ConvOptions::default()
+        };
+        Conv::new(2, 3, &[3, 3, 3], opts, true, 4).unwrap()
+    };
+    let (plain, ckpt) = (conv(), Checkpointed::new(conv()));
+    let x = Tensor::randn(&[1, 2, 5, 6, 4], 9, DType::F32).unwrap().requires_grad();
+    let g = Tensor::randn(&[1, 3, 5, 6, 4], 8, DType::F32).unwrap();
+    let (yp, yc) = (plain.forward(&x).unwrap(), ckpt.forward(&x).unwrap());
+    assert_eq!(yp.to_vec_f64(), yc.to_vec_f64());
+    let (gp, gc) = (yp.backward_with(&g).unwrap(), yc.backward_with(&g).unwrap());
+    assert_eq!(gp.get(&x).unwrap().to_vec_f64(), gc.get(&x).unwrap().to_vec_f64());
+    let (wp, wc) = (&plain.named_parameters()[0].1, &ckpt.named_parameters()[0].1);
+    assert_eq!(gp.get(wp).unwrap().to_vec_f64(), gc.get(wc).unwrap().to_vec_f64());
+    assert_eq!(ckpt.named_parameters()[1].0, "bias");
+}

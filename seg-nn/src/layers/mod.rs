@@ -2,6 +2,7 @@
 //! `forward`, usable alone or inside [`Sequential`].
 
 mod activation;
+mod checkpointed;
 mod conv;
 mod dropout;
 mod linear;
@@ -9,6 +10,7 @@ mod norm;
 mod sequential;
 
 pub use activation::Activation;
+pub use checkpointed::Checkpointed;
 pub use conv::{Conv, ConvTranspose};
 pub use dropout::Dropout;
 pub use linear::Linear;
