@@ -2,12 +2,13 @@
 //! implementations so that checkpoints move between the two.
 //!
 //! - [`BasicUNet`]: MONAI's `BasicUNet`.
-//! - [`PlainConvUNet`]: nnU-Net's default network.
+//! - [`PlainConvUNet`]: nnU-Net's default network, and its [`plan`] from patch size and spacing.
 //! - [`SlidingWindow`]: MONAI's sliding-window inference.
 
 mod basic_unet;
 pub mod blocks;
 mod plain_unet;
+pub mod plan;
 mod sliding_window;
 
 pub use basic_unet::{BasicUNet, BasicUNetConfig};
