@@ -21,7 +21,8 @@ pub mod mni;
 pub mod nifti;
 // pub mod patch;
 // pub mod picture;
-// pub mod preprocess;
+mod interp;
+pub mod preprocess;
 mod rng;
 mod volume;
 

@@ -127,6 +127,8 @@ macro_rules! with_type {
 
 /// The voxels of `bytes` (whole voxels of `kind`, little- or big-endian) as f32, scaled by
 /// `value = stored * slope + inter` when `scale` is `Some((slope, inter))`.
+// `as f32` / `as f64` are the identity for those two of the nine types.
+#[allow(clippy::unnecessary_cast)]
 pub(crate) fn decode(kind: NiftiType, bytes: &[u8], little_endian: bool, scale: Option<(f64, f64)>) -> Vec<f32> {
     with_type!(kind, T => {
         const N: usize = std::mem::size_of::<T>();

@@ -202,7 +202,7 @@ impl Header {
             let norm = c.iter().map(|v| v * v).sum::<f64>().sqrt();
             let norm = if norm > 0.0 { norm } else { 1.0 };
             self.pixdim[j + 1] = norm;
-            (0..3).for_each(|i| r[i][j] = c[i] / norm);
+            r.iter_mut().zip(c).for_each(|(row, v)| row[j] = v / norm);
         }
         let det = r[0][0] * (r[1][1] * r[2][2] - r[1][2] * r[2][1]) - r[0][1] * (r[1][0] * r[2][2] - r[1][2] * r[2][0])
             + r[0][2] * (r[1][0] * r[2][1] - r[1][1] * r[2][0]);
