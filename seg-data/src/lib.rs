@@ -19,7 +19,7 @@
 // pub mod augment;
 pub mod mni;
 pub mod nifti;
-// pub mod patch;
+pub mod patch;
 // pub mod picture;
 mod interp;
 pub mod preprocess;
