@@ -140,11 +140,11 @@ impl PatchSampler {
     pub fn sample(&mut self, foreground: bool) -> Result<Patch> {
         let total: usize = self.cases.iter().map(|c| c.image.len()).sum();
         let mut pick = self.rng.below(total);
-        let case = self
-            .cases
-            .iter()
-            .position(|c| pick < c.image.len() || (pick -= c.image.len(), false).1);
-        let case = case.expect("pick < total");
+        let mut case = 0;
+        while pick >= self.cases[case].image.len() {
+            pick -= self.cases[case].image.len();
+            case += 1;
+        }
         let c = &self.cases[case];
         let (patch, dims) = (self.patch, c.dims);
         let pad: [usize; 3] = std::array::from_fn(|a| patch[a].saturating_sub(dims[a]));
