@@ -16,7 +16,7 @@
 //!
 //! Images are f32 tensors; label maps are u8 tensors of class indices (0 = background).
 
-// pub mod augment;
+pub mod augment;
 pub mod mni;
 pub mod nifti;
 pub mod patch;
