@@ -17,11 +17,11 @@
 //! Images are f32 tensors; label maps are u8 tensors of class indices (0 = background).
 
 pub mod augment;
+mod interp;
 pub mod mni;
 pub mod nifti;
 pub mod patch;
-// pub mod picture;
-mod interp;
+pub mod picture;
 pub mod preprocess;
 mod rng;
 mod volume;
