@@ -10,7 +10,7 @@ use std::time::Instant;
 use seg_data::augment::Augment;
 use seg_data::nifti::{self, NiftiType};
 use seg_data::patch::{stack, AxialSplit, PatchSampler};
-use seg_data::picture::{learning_curve, overlay};
+use seg_data::picture::{learning_curve, overlay, overlay_at};
 use seg_data::{mni, preprocess, Rng};
 
 fn main() -> seg_tensor::Result<()> {
@@ -87,7 +87,8 @@ fn main() -> seg_tensor::Result<()> {
         ],
     )?;
     overlay(&val_image, &val_labels, Some(&back), &["GM", "WM"])?.save(out.join("overlay.png"))?;
-    let full = overlay(&image, &labels, None, &["GM", "WM"])?;
+    let [d, h, w] = [0, 1, 2].map(|a| image.shape()[a]);
+    let full = overlay_at(&image, &labels, None, &["GM", "WM"], [d / 2, h / 2, w / 2 + w / 6])?;
     full.save(out.join("overlay_full.png"))?;
     let loss: Vec<f64> = (0..30).map(|e| 0.2 + 0.9 * (-(e as f64) / 6.0).exp()).collect();
     let dice: Vec<f64> = (0..30).map(|e| 0.93 - 0.7 * (-(e as f64) / 5.0).exp()).collect();

@@ -45,6 +45,12 @@ fn axis(lo: f64, hi: f64) -> (Vec<f64>, f64, f64) {
     ((0..=n).map(|k| first + k as f64 * step).collect(), top, step)
 }
 
+/// The pixel of each finite value `values[e]` at `(px(e), py(value))`.
+fn points(values: &[f64], px: impl Fn(usize) -> f64, py: impl Fn(f64) -> f64) -> Vec<Option<(isize, isize)>> {
+    let at = |(e, &v): (usize, &f64)| v.is_finite().then(|| (px(e) as isize, py(v) as isize));
+    values.iter().enumerate().map(at).collect()
+}
+
 /// The plot of `train_loss[e]` and `val_dice[e]` against epoch `e + 1` (a NaN is an epoch without a
 /// value). Loss is read on the left axis (from `min(0, min loss)` to a round number above the largest),
 /// Dice on the right one (0 to 1).
@@ -121,13 +127,11 @@ pub fn learning_curve(train_loss: &[f64], val_dice: &[f64]) -> Result<Canvas> {
         INK,
     );
 
-    let series: [(&[f64], Rgb, &dyn Fn(f64) -> f64); 2] = [(train_loss, LOSS, &py_loss), (val_dice, DICE, &py_dice)];
-    for (values, colour, py) in series {
-        let points: Vec<Option<(isize, isize)>> = values
-            .iter()
-            .enumerate()
-            .map(|(e, &v)| v.is_finite().then(|| (px(e) as isize, py(v) as isize)))
-            .collect();
+    let series = [
+        (points(train_loss, px, py_loss), LOSS),
+        (points(val_dice, px, py_dice), DICE),
+    ];
+    for (points, colour) in series {
         for pair in points.windows(2) {
             if let [Some(a), Some(b)] = pair {
                 c.line(*a, *b, 3, colour);

@@ -8,4 +8,4 @@ mod overlay;
 
 pub use canvas::{Canvas, Rgb};
 pub use curve::learning_curve;
-pub use overlay::{overlay, PREDICTION_COLOURS, TRUTH_COLOURS};
+pub use overlay::{overlay, overlay_at, PREDICTION_COLOURS, TRUTH_COLOURS};

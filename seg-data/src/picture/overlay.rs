@@ -1,9 +1,9 @@
 //! Mid-slices of a volume (axial, coronal, sagittal) with truth and prediction contours, in one picture.
 
-use seg_tensor::{Result, Tensor};
+use seg_tensor::{Error, Result, Tensor};
 
 use super::canvas::{Canvas, Rgb};
-use crate::volume::{image_values, label_values, same_dims};
+use crate::volume::{dims3, image_values, label_values, same_dims};
 
 /// Contour colours of truth classes 1, 2, ... (cool colours), cycled past the last.
 pub const TRUTH_COLOURS: [Rgb; 4] = [[40, 230, 60], [30, 160, 255], [170, 110, 255], [0, 225, 225]];
@@ -34,35 +34,26 @@ impl View {
         }
     }
 
-    /// The mid-slice of a `(D, H, W)` buffer as `(width, height, pixels)`, top row first: axial
+    /// The slice through `[cz, cy, cx]` of a `(D, H, W)` buffer as `(width, height, pixels)`, top row first: axial
     /// `(x across, y up)`, coronal `(x across, z up)`, sagittal `(y across, z up)`, so that superior and
     /// anterior are up for an RAS-oriented volume and the patient's right is on the right.
-    fn slice<T: Copy>(self, v: &[T], [d, h, w]: [usize; 3]) -> (usize, usize, Vec<T>) {
+    fn slice<T: Copy>(self, v: &[T], [d, h, w]: [usize; 3], [cz, cy, cx]: [usize; 3]) -> (usize, usize, Vec<T>) {
         let at = |z: usize, y: usize, x: usize| v[(z * h + y) * w + x];
         match self {
             View::Axial => (
                 w,
                 h,
-                (0..h)
-                    .rev()
-                    .flat_map(|y| (0..w).map(move |x| at(d / 2, y, x)))
-                    .collect(),
+                (0..h).rev().flat_map(|y| (0..w).map(move |x| at(cz, y, x))).collect(),
             ),
             View::Coronal => (
                 w,
                 d,
-                (0..d)
-                    .rev()
-                    .flat_map(|z| (0..w).map(move |x| at(z, h / 2, x)))
-                    .collect(),
+                (0..d).rev().flat_map(|z| (0..w).map(move |x| at(z, cy, x))).collect(),
             ),
             View::Sagittal => (
                 h,
                 d,
-                (0..d)
-                    .rev()
-                    .flat_map(|z| (0..h).map(move |y| at(z, y, w / 2)))
-                    .collect(),
+                (0..d).rev().flat_map(|z| (0..h).map(move |y| at(z, y, cx))).collect(),
             ),
         }
     }
@@ -108,22 +99,13 @@ fn draw_contours(panel: &mut Canvas, labels: &[u8], w: usize, h: usize, colours:
 /// One view of the grey image with the contours of `labels`, zoomed. Grey levels span `window`; a voxel
 /// of exactly 0 (outside the foreground of a z-scored or masked image) is black.
 fn panel(
-    image: &[f32],
-    labels: &[u8],
-    dims: [usize; 3],
-    view: View,
+    (w, h, grey): (usize, usize, Vec<f32>),
+    lab: &[u8],
     window: (f32, f32),
     zoom: usize,
     colours: &[Rgb],
 ) -> Canvas {
-    let (w, h, grey) = view.slice(image, dims);
-    let (_, _, lab) = view.slice(labels, dims);
-    let (w, h, grey, lab) = (
-        w * zoom,
-        h * zoom,
-        upscale(&grey, w, h, zoom),
-        upscale(&lab, w, h, zoom),
-    );
+    let (w, h, grey, lab) = (w * zoom, h * zoom, upscale(&grey, w, h, zoom), upscale(lab, w, h, zoom));
     let mut c = Canvas::new(w, h, BACKGROUND);
     let span = (window.1 - window.0).max(f32::EPSILON);
     for (i, &g) in grey.iter().enumerate() {
@@ -138,23 +120,42 @@ fn panel(
     c
 }
 
-/// The axial, coronal and sagittal mid-slices of `image` (f32, `(D, H, W)`), a row with the contours of
-/// `truth` and, when given, a row with those of `prediction` (u8 label maps of the same shape), titled,
-/// with a legend naming class `k` by `class_names[k - 1]`. The grey window is the 0.5th to 99.5th
-/// percentile of the nonzero voxels. Slices are zoomed by a whole factor so that
-/// the tallest is at least 300 pixels.
+/// The axial, coronal and sagittal mid-slices of `image` (f32, `(D, H, W)`) with the contours of `truth`
+/// and, when given, of `prediction` (u8 label maps of the same shape): [`overlay_at`] the centre voxel.
 pub fn overlay(image: &Tensor, truth: &Tensor, prediction: Option<&Tensor>, class_names: &[&str]) -> Result<Canvas> {
+    let centre = dims3(image, "overlay")?.map(|n| n / 2);
+    overlay_at(image, truth, prediction, class_names, centre)
+}
+
+/// The axial, coronal and sagittal slices through voxel `centre` (`(z, y, x)`) of `image` (f32,
+/// `(D, H, W)`): a row with the contours of `truth` and, when given, a row with those of `prediction`
+/// (u8 label maps of the same shape), each view titled, and a legend naming class `k` by
+/// `class_names[k - 1]`. The grey window is the 0.5th to 99.5th percentile of the nonzero voxels. Slices
+/// are zoomed by a whole factor so that the tallest is at least 300 pixels; coronal and sagittal views
+/// are stacked when both fit beside the axial one (a thin slab).
+pub fn overlay_at(
+    image: &Tensor,
+    truth: &Tensor,
+    prediction: Option<&Tensor>,
+    class_names: &[&str],
+    centre: [usize; 3],
+) -> Result<Canvas> {
     let (im, dims) = image_values(image, "overlay")?;
     let (tr, truth_dims) = label_values(truth, "overlay")?;
     same_dims("overlay", dims, truth_dims)?;
-    let pred = match prediction {
-        Some(p) => {
+    if (0..3).any(|a| centre[a] >= dims[a]) {
+        return Err(Error::invalid(
+            "overlay",
+            format!("centre {centre:?} is outside the volume {dims:?}"),
+        ));
+    }
+    let pred = prediction
+        .map(|p| {
             let (p, pred_dims) = label_values(p, "overlay")?;
             same_dims("overlay", dims, pred_dims)?;
-            Some(p)
-        }
-        None => None,
-    };
+            Ok::<_, Error>(p)
+        })
+        .transpose()?;
     let zoom = 300usize.div_ceil(dims[0].max(dims[1])).max(1);
     let nonzero: Vec<f32> = im.iter().copied().filter(|&v| v != 0.0).collect();
     let window = percentiles(&nonzero, 0.005, 0.995);
@@ -162,30 +163,41 @@ pub fn overlay(image: &Tensor, truth: &Tensor, prediction: Option<&Tensor>, clas
     if let Some(p) = &pred {
         rows.push(("prediction", p, &PREDICTION_COLOURS));
     }
-    let panels: Vec<Vec<Canvas>> = rows
+    let panels: Vec<[Canvas; 3]> = rows
         .iter()
         .map(|(_, labels, colours)| {
-            View::ALL
-                .map(|v| panel(&im, labels, dims, v, window, zoom, &colours[..]))
-                .to_vec()
+            View::ALL.map(|v| {
+                let (_, _, lab) = v.slice(labels, dims, centre);
+                panel(v.slice(&im, dims, centre), &lab, window, zoom, &colours[..])
+            })
         })
         .collect();
 
+    // Where each titled view sits in a row.
     let text_h = Canvas::text_height(SCALE);
-    let label_w = Canvas::text_width("prediction", SCALE) + 2 * MARGIN;
-    let row_h = panels[0].iter().map(|p| p.height).max().expect("three views");
-    let panels_w: usize = panels[0].iter().map(|p| p.width + MARGIN).sum();
-    let legend_h = text_h + 2 * MARGIN;
-    let width = label_w + panels_w;
-    let height = MARGIN + text_h + MARGIN + rows.len() * (row_h + MARGIN) + legend_h;
-    let mut canvas = Canvas::new(width, height, BACKGROUND);
+    let cell_h = |p: &Canvas| text_h + MARGIN / 2 + p.height;
+    let [ax, co, sa] = &panels[0];
+    let right = ax.width + MARGIN;
+    let stacked = cell_h(co) + MARGIN + cell_h(sa) <= cell_h(ax);
+    let at = if stacked {
+        [(0, 0), (right, 0), (right, cell_h(co) + MARGIN)]
+    } else {
+        [(0, 0), (right, 0), (right + co.width + MARGIN, 0)]
+    };
+    let row_w = (0..3).map(|k| at[k].0 + panels[0][k].width).max().expect("three views");
+    let row_h = (0..3)
+        .map(|k| at[k].1 + cell_h(&panels[0][k]))
+        .max()
+        .expect("three views");
 
-    let mut x = label_w;
-    for (k, view) in View::ALL.iter().enumerate() {
-        canvas.text(x as isize, MARGIN as isize, view.title(), SCALE, TEXT);
-        x += panels[0][k].width + MARGIN;
-    }
-    let mut y = 2 * MARGIN + text_h;
+    let label_w = Canvas::text_width("prediction", SCALE) + 2 * MARGIN;
+    let legend_h = text_h + 2 * MARGIN;
+    let (width, height) = (
+        label_w + row_w + MARGIN,
+        MARGIN + rows.len() * (row_h + MARGIN) + legend_h,
+    );
+    let mut canvas = Canvas::new(width, height, BACKGROUND);
+    let mut y = MARGIN;
     for ((name, _, _), row) in rows.iter().zip(&panels) {
         canvas.text(
             MARGIN as isize,
@@ -194,10 +206,10 @@ pub fn overlay(image: &Tensor, truth: &Tensor, prediction: Option<&Tensor>, clas
             SCALE,
             TEXT,
         );
-        let mut x = label_w;
-        for p in row {
-            canvas.blit(p, x as isize, y as isize);
-            x += p.width + MARGIN;
+        for ((view, p), (dx, dy)) in View::ALL.iter().zip(row).zip(at) {
+            let (x, top) = ((label_w + dx) as isize, (y + dy) as isize);
+            canvas.text(x, top, view.title(), SCALE, TEXT);
+            canvas.blit(p, x, top + (text_h + MARGIN / 2) as isize);
         }
         y += row_h + MARGIN;
     }
@@ -258,11 +270,11 @@ mod tests {
         let v: Vec<f32> = (0..27)
             .map(|i| (100 * (i / 9) + 10 * ((i / 3) % 3) + i % 3) as f32)
             .collect();
-        let (w, h, s) = View::Axial.slice(&v, [3, 3, 3]);
+        let (w, h, s) = View::Axial.slice(&v, [3, 3, 3], [1, 1, 1]);
         assert_eq!((w, h, s[0], s[8]), (3, 3, 120.0, 102.0));
-        let (_, _, s) = View::Coronal.slice(&v, [3, 3, 3]);
+        let (_, _, s) = View::Coronal.slice(&v, [3, 3, 3], [1, 1, 1]);
         assert_eq!((s[0], s[8]), (210.0, 12.0));
-        let (_, _, s) = View::Sagittal.slice(&v, [3, 3, 3]);
+        let (_, _, s) = View::Sagittal.slice(&v, [3, 3, 3], [1, 1, 1]);
         assert_eq!((s[0], s[8]), (201.0, 21.0));
         assert_eq!(
             upscale(&[1, 2, 3, 4], 2, 2, 2),
