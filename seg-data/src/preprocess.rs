@@ -126,13 +126,15 @@ fn source_coords(n: usize, m: usize) -> Vec<f64> {
 }
 
 /// Resamples an f32 image of spacing `from` to spacing `to` (both `(D, H, W)`), trilinear; the output
-/// shape is [`resampled_shape`].
+/// shape is [`resampled_shape`]. The same values as PyTorch's
+/// `F.interpolate(x, size=shape, mode="trilinear", align_corners=False)` (checked to 1e-6).
 pub fn resample_image(image: &Tensor, from: [f64; 3], to: [f64; 3]) -> Result<Tensor> {
     let (v, dims) = image_values(image, "resample_image")?;
     resample(dims, from, to, |p| trilinear(&v, dims, p))
 }
 
-/// Resamples a u8 label map of spacing `from` to spacing `to`, nearest neighbour.
+/// Resamples a u8 label map of spacing `from` to spacing `to`, nearest neighbour (PyTorch's
+/// `mode="nearest-exact"`: source voxel `floor((o + 1/2) n / m)`).
 pub fn resample_labels(labels: &Tensor, from: [f64; 3], to: [f64; 3]) -> Result<Tensor> {
     let (v, dims) = label_values(labels, "resample_labels")?;
     resample(dims, from, to, |p| nearest(&v, dims, p, 0))

@@ -12,6 +12,11 @@ pub const HEADER_SIZE: usize = 348;
 /// fastest axis.
 pub type Affine = [[f64; 4]; 4];
 
+/// The identity affine: 1 mm voxels, the first at the origin.
+pub fn identity_affine() -> Affine {
+    std::array::from_fn(|i| std::array::from_fn(|j| (i == j) as u8 as f64))
+}
+
 /// The fields of a NIfTI-1 header that this crate reads and writes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Header {

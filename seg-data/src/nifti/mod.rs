@@ -20,7 +20,7 @@ use flate2::{read::GzDecoder, write::GzEncoder, Compression};
 use seg_tensor::{Error, Result, Tensor};
 
 pub use datatype::NiftiType;
-pub use header::{Affine, Header, HEADER_SIZE};
+pub use header::{identity_affine, Affine, Header, HEADER_SIZE};
 
 /// A NIfTI volume: its header and its voxels as an f32 tensor of shape `header.tensor_shape()`.
 #[derive(Clone, Debug)]
