@@ -46,6 +46,15 @@ const IMPLEMENTED: &[&str] = &[
     "group_norm",
     "layer_norm",
     "batch_norm",
+    "dice_loss",
+    "generalized_dice_loss",
+    "dice_ce_loss",
+    "dice_focal_loss",
+    "focal_loss",
+    "tversky_loss",
+    "soft_cldice_loss",
+    "soft_dice_cldice_loss",
+    "poly_dice_loss",
 ];
 
 #[test]

@@ -10,9 +10,9 @@ use crate::{
     InterpolateOptions, MaxPoolOptions, PadMode, Result, ScanOptions, Tensor,
 };
 
-type Tensors = BTreeMap<String, Tensor>;
+pub(super) type Tensors = BTreeMap<String, Tensor>;
 
-fn input<'a>(inputs: &'a Tensors, name: &str) -> Result<&'a Tensor> {
+pub(super) fn input<'a>(inputs: &'a Tensors, name: &str) -> Result<&'a Tensor> {
     inputs
         .get(name)
         .ok_or_else(|| Error::invalid("conformance", format!("the case has no input in.{name}")))
@@ -329,7 +329,8 @@ pub(super) fn forward(case: &Case, inputs: &Tensors, module_params: &Tensors) ->
         "group_norm" => x()?.group_norm(required_usize(p, "num_groups")?, weight, bias, eps()?)?,
         "layer_norm" => x()?.layer_norm(&required_usizes(p, "normalized_shape")?, weight, bias, eps()?)?,
         "batch_norm" => batch_norm(p, inputs, &mut outputs)?,
-        other => return Err(Error::invalid("conformance", format!("unsupported op {other:?}"))),
+        other => super::losses::forward(other, p, inputs)?
+            .ok_or_else(|| Error::invalid("conformance", format!("unsupported op {other:?}")))?,
     };
     outputs.insert("y".to_string(), y);
     Ok(outputs)

@@ -1,0 +1,146 @@
+//! MONAI's `FocalLoss` (Lin et al. 2017), in its sigmoid and softmax forms.
+
+use seg_tensor::{Error, Result, Tensor};
+
+use crate::options::{along_axis, ClassWeight, Reduction};
+use crate::prepare::{scalar_like, Act, Prepare};
+
+/// `monai.losses.FocalLoss` on logits `x` and a target `t` `(B, C, spatial...)`, elementwise:
+///
+/// - sigmoid form (`use_softmax = false`, classes independent):
+///   `l = (1 - p_t)^gamma * BCE(x, t)` with `BCE = x - x t + ln(1 + e^-x)` and
+///   `(1 - p_t)^gamma = exp(gamma * logsigmoid(-x (2t - 1)))`; a scalar `alpha` multiplies by
+///   `alpha t + (1 - alpha)(1 - t)`, per-class `alpha_c` multiplies where `t = 1`;
+/// - softmax form: `l = -(1 - e^{s})^gamma * s * t` with `s = log_softmax(x)` along the channels
+///   (over the kept channels only when `include_background = false`); a scalar `alpha` weighs the
+///   background by `1 - alpha` and the other classes by `alpha` (ignored without the background, as
+///   MONAI), per-class `alpha_c` weighs class `c`.
+///
+/// `weight` multiplies class `c`'s loss (a scalar: all). Reduction: `Mean` over all elements, `Sum`
+/// of the per (batch, class) spatial means (MONAI's convention), `None` keeps `(B, C, spatial...)`.
+/// With `ignore_index`, voxels of that label count as zero and `Mean` divides by the number of
+/// counted voxels (per batch element and spatial position), `Sum` by that count per (batch, class).
+#[derive(Clone, Debug)]
+pub struct FocalLoss {
+    pub include_background: bool,
+    pub to_onehot_y: bool,
+    pub gamma: f64,
+    pub alpha: Option<ClassWeight>,
+    pub weight: Option<ClassWeight>,
+    pub reduction: Reduction,
+    pub use_softmax: bool,
+    pub ignore_index: Option<i64>,
+}
+
+impl Default for FocalLoss {
+    /// MONAI's defaults: `gamma = 2`, no `alpha`, no `weight`, sigmoid form, mean.
+    fn default() -> Self {
+        Self {
+            include_background: true,
+            to_onehot_y: false,
+            gamma: 2.0,
+            alpha: None,
+            weight: None,
+            reduction: Reduction::Mean,
+            use_softmax: false,
+            ignore_index: None,
+        }
+    }
+}
+
+const OP: &str = "FocalLoss";
+
+impl FocalLoss {
+    /// The loss of logits `input` `(B, C, spatial...)` against `target` (`(B, C, ...)`, or labels
+    /// `(B, 1, ...)` with `to_onehot_y`).
+    pub fn forward(&self, input: &Tensor, target: &Tensor) -> Result<Tensor> {
+        let p = Prepare {
+            op: OP,
+            act: Act::default(),
+            to_onehot_y: self.to_onehot_y,
+            include_background: self.include_background,
+            ignore_index: self.ignore_index,
+        }
+        .run(input, target)?;
+        let (x, t) = (&p.input, &p.target);
+        let mut loss = if self.use_softmax {
+            let alpha = match &self.alpha {
+                Some(ClassWeight::Scalar(_)) if !self.include_background => None,
+                other => other.as_ref(),
+            };
+            self.softmax_form(x, t, alpha)?
+        } else {
+            self.sigmoid_form(x, t)?
+        };
+        if let Some(m) = &p.mask {
+            loss = loss.mul(m)?;
+        }
+        if let Some(w) = &self.weight {
+            loss = loss.mul(&class_weight(w, &loss)?)?;
+        }
+        let spatial: Vec<isize> = (2..loss.rank() as isize).collect();
+        match (self.reduction, &p.mask) {
+            (Reduction::None, _) => Ok(loss),
+            (Reduction::Mean, None) => loss.mean_all(),
+            (Reduction::Sum, None) => loss.mean(&spatial, false)?.sum_all(),
+            (Reduction::Mean, Some(m)) => loss.sum_all()?.div(&at_least_eps(&m.sum_all()?)?),
+            (Reduction::Sum, Some(m)) => {
+                let counted = at_least_eps(&m.sum(&spatial, true)?)?;
+                loss.sum(&spatial, true)?.div(&counted)?.sum_all()
+            }
+        }
+    }
+
+    fn sigmoid_form(&self, x: &Tensor, t: &Tensor) -> Result<Tensor> {
+        // x - x t - logsigmoid(x) = x (1 - t) + softplus(-x)
+        let bce = x.mul(&t.affine(-1.0, 1.0)?)?.add(&x.neg()?.softplus()?)?;
+        // logsigmoid(-x (2t - 1)) = -softplus(x (2t - 1))
+        let log_invprobs = x.mul(&t.affine(2.0, -1.0)?)?.softplus()?.neg()?;
+        let loss = log_invprobs.mul_scalar(self.gamma)?.exp()?.mul(&bce)?;
+        let factor = match &self.alpha {
+            None => return Ok(loss),
+            Some(ClassWeight::Scalar(a)) => t.affine(2.0 * a - 1.0, 1.0 - a)?,
+            Some(per_class) => {
+                let alpha = along_axis(&per_class.values(OP, "alpha", t.shape()[1])?, 1, t.rank(), t)?;
+                t.eq(&scalar_like(1.0, t))?.where_(&alpha, &scalar_like(1.0, t))?
+            }
+        };
+        loss.mul(&factor)
+    }
+
+    fn softmax_form(&self, x: &Tensor, t: &Tensor, alpha: Option<&ClassWeight>) -> Result<Tensor> {
+        let log_p = x.log_softmax(1)?;
+        let focus = log_p.exp()?.affine(-1.0, 1.0)?.powf(self.gamma)?;
+        let loss = focus.mul(&log_p)?.mul(t)?.neg()?;
+        let classes = t.shape()[1];
+        let factors = match alpha {
+            None => return Ok(loss),
+            Some(ClassWeight::Scalar(a)) => {
+                let mut f = vec![*a; classes];
+                f[0] = 1.0 - a;
+                f
+            }
+            Some(per_class) => per_class.values(OP, "alpha", classes)?,
+        };
+        loss.mul(&along_axis(&factors, 1, loss.rank(), &loss)?)
+    }
+}
+
+/// `weight` as a factor of the loss `(B, C, ...)`: a scalar, or one value per channel.
+fn class_weight(w: &ClassWeight, loss: &Tensor) -> Result<Tensor> {
+    w.expect_non_negative(OP, "weight")?;
+    let classes = loss.shape()[1];
+    match w {
+        ClassWeight::Scalar(v) => Ok(scalar_like(*v, loss)),
+        ClassWeight::PerClass(_) if classes == 1 => Err(Error::invalid(
+            OP,
+            "a per-class weight needs more than one output channel, found 1 (give a scalar weight)",
+        )),
+        per_class => along_axis(&per_class.values(OP, "weight", classes)?, 1, loss.rank(), loss),
+    }
+}
+
+/// `count.clamp(min = eps)` with f32's machine epsilon, as MONAI clamps mask sums.
+fn at_least_eps(count: &Tensor) -> Result<Tensor> {
+    count.clamp(f64::from(f32::EPSILON), f64::INFINITY)
+}
