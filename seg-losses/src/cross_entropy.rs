@@ -134,3 +134,73 @@ impl BceWithLogitsLoss {
         self.reduction.reduce_all(&loss)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::prepare::one_hot;
+    use crate::testing::{check_grad, labels, logits, mask, value};
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        let (x, y) = (logits(&[2, 3, 3, 2], 1), labels(&[2, 3, 2], 3, 2));
+        let ce = CrossEntropyLoss {
+            weight: Some(vec![0.5, 1.0, 2.0]),
+            label_smoothing: 0.1,
+            ..Default::default()
+        };
+        check_grad(|x, y| ce.forward(x, y), &x, &y);
+        let probs = Tensor::rand(&[2, 3, 3, 2], 3, seg_tensor::DType::F64).unwrap();
+        check_grad(|x, y| ce.forward(x, y), &x, &probs);
+        let bce = BceWithLogitsLoss {
+            pos_weight: Some(vec![3.0]),
+            reduction: Reduction::Sum,
+        };
+        check_grad(
+            |x, y| bce.forward(x, y),
+            &logits(&[2, 1, 3, 2], 4),
+            &mask(&[2, 1, 3, 2], 5),
+        );
+    }
+
+    #[test]
+    fn two_equal_logits_cost_ln_2() {
+        let x = Tensor::zeros(&[1, 2], seg_tensor::DType::F64);
+        let y = Tensor::zeros(&[1], seg_tensor::DType::F64);
+        let l = value(&CrossEntropyLoss::default().forward(&x, &y).unwrap());
+        assert!((l - std::f64::consts::LN_2).abs() < 1e-12);
+    }
+
+    #[test]
+    fn class_indices_and_one_hot_probabilities_agree_without_weights() {
+        let (x, y) = (logits(&[2, 4, 3, 3], 6), labels(&[2, 3, 3], 4, 7));
+        let ce = CrossEntropyLoss {
+            label_smoothing: 0.2,
+            ..Default::default()
+        };
+        let probs = one_hot("test", &y.unsqueeze(1).unwrap(), 4).unwrap();
+        let (a, b) = (
+            value(&ce.forward(&x, &y).unwrap()),
+            value(&ce.forward(&x, &probs).unwrap()),
+        );
+        assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+    }
+
+    #[test]
+    fn bad_targets_and_weights_are_errors() {
+        let x = logits(&[2, 3, 4], 8);
+        let wrong = labels(&[2, 5], 3, 9);
+        assert!(CrossEntropyLoss::default()
+            .forward(&x, &wrong)
+            .unwrap_err()
+            .to_string()
+            .contains("[2, 4]"));
+        let weight = CrossEntropyLoss {
+            weight: Some(vec![1.0; 2]),
+            ..Default::default()
+        };
+        assert!(weight.forward(&x, &labels(&[2, 4], 3, 10)).is_err());
+        let outside = Tensor::full(&[2, 4], 3.0, seg_tensor::DType::F64);
+        assert!(CrossEntropyLoss::default().forward(&x, &outside).is_err());
+    }
+}

@@ -118,3 +118,96 @@ impl DiceLoss {
         Ok((numerator.div(&denominator)?.affine(-1.0, 1.0)?, rank))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{check_grad, labels, logits, mask, value};
+    use seg_tensor::DType;
+
+    fn softmax_onehot() -> DiceLoss {
+        DiceLoss {
+            softmax: true,
+            to_onehot_y: true,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        let (x, y) = (logits(&[2, 3, 3, 2, 2], 1), labels(&[2, 1, 3, 2, 2], 3, 2));
+        check_grad(|x, y| softmax_onehot().forward(x, y), &x, &y);
+        let weighted = DiceLoss {
+            include_background: false,
+            weight: Some(ClassWeight::PerClass(vec![0.4, 1.6])),
+            ignore_index: Some(1),
+            reduction: Reduction::Sum,
+            ..softmax_onehot()
+        };
+        check_grad(|x, y| weighted.forward(x, y), &x, &y);
+        let multilabel = DiceLoss {
+            sigmoid: true,
+            squared_pred: true,
+            jaccard: true,
+            batch: true,
+            ..Default::default()
+        };
+        let (x, y) = (logits(&[2, 2, 4, 3], 3), mask(&[2, 2, 4, 3], 4));
+        check_grad(|x, y| multilabel.forward(x, y), &x, &y);
+    }
+
+    #[test]
+    fn a_perfect_prediction_has_zero_loss_and_a_disjoint_one_almost_one() {
+        let y = mask(&[2, 2, 5, 4], 5);
+        let loss = DiceLoss::default();
+        assert!(value(&loss.forward(&y, &y).unwrap()).abs() < 1e-9);
+        let opposite = y.affine(-1.0, 1.0).unwrap();
+        assert!((value(&loss.forward(&opposite, &y).unwrap()) - 1.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn reduction_none_keeps_broadcastable_shapes() {
+        let (x, y) = (logits(&[2, 3, 4, 3, 2], 6), labels(&[2, 1, 4, 3, 2], 3, 7));
+        let none = DiceLoss {
+            reduction: Reduction::None,
+            ..softmax_onehot()
+        };
+        assert_eq!(none.forward(&x, &y).unwrap().shape(), &[2, 3, 1, 1, 1]);
+        let batch = DiceLoss { batch: true, ..none };
+        assert_eq!(batch.forward(&x, &y).unwrap().shape(), &[3, 1, 1, 1]);
+    }
+
+    #[test]
+    fn single_channel_softmax_and_onehot_are_skipped() {
+        let (x, y) = (
+            Tensor::rand(&[2, 1, 4, 4], 8, DType::F64).unwrap(),
+            mask(&[2, 1, 4, 4], 9),
+        );
+        let skipped = softmax_onehot().forward(&x, &y).unwrap();
+        let plain = DiceLoss::default().forward(&x, &y).unwrap();
+        assert_eq!(value(&skipped), value(&plain));
+    }
+
+    #[test]
+    fn bad_shapes_and_weights_are_errors() {
+        let (x, y) = (logits(&[2, 3, 4, 4], 10), labels(&[2, 1, 4, 4], 3, 11));
+        let err = DiceLoss::default().forward(&x, &y).unwrap_err().to_string();
+        assert!(err.contains("[2, 3, 4, 4]") && err.contains("[2, 1, 4, 4]"), "{err}");
+        let short = DiceLoss {
+            weight: Some(ClassWeight::PerClass(vec![1.0, 2.0])),
+            ..softmax_onehot()
+        };
+        assert!(short.forward(&x, &y).unwrap_err().to_string().contains("2 values"));
+        let negative = DiceLoss {
+            weight: Some(ClassWeight::Scalar(-1.0)),
+            ..softmax_onehot()
+        };
+        assert!(negative
+            .forward(&x, &y)
+            .unwrap_err()
+            .to_string()
+            .contains("no less than 0"));
+        let flat = logits(&[4], 12);
+        assert!(DiceLoss::default().forward(&flat, &flat).is_err());
+    }
+}

@@ -144,3 +144,98 @@ fn class_weight(w: &ClassWeight, loss: &Tensor) -> Result<Tensor> {
 fn at_least_eps(count: &Tensor) -> Result<Tensor> {
     count.clamp(f64::from(f32::EPSILON), f64::INFINITY)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cross_entropy::BceWithLogitsLoss;
+    use crate::testing::{check_grad, labels, logits, mask, value};
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        let (x, y) = (logits(&[2, 3, 3, 2, 2], 1), labels(&[2, 1, 3, 2, 2], 3, 2));
+        let softmax = FocalLoss {
+            to_onehot_y: true,
+            use_softmax: true,
+            gamma: 1.5,
+            alpha: Some(ClassWeight::Scalar(0.25)),
+            weight: Some(ClassWeight::PerClass(vec![1.0, 0.5, 2.0])),
+            ..Default::default()
+        };
+        check_grad(|x, y| softmax.forward(x, y), &x, &y);
+        let masked = FocalLoss {
+            to_onehot_y: true,
+            ignore_index: Some(1),
+            reduction: Reduction::Sum,
+            include_background: false,
+            ..Default::default()
+        };
+        check_grad(|x, y| masked.forward(x, y), &x, &y);
+        let sigmoid = FocalLoss {
+            alpha: Some(ClassWeight::PerClass(vec![0.3, 0.8])),
+            reduction: Reduction::None,
+            ..Default::default()
+        };
+        check_grad(
+            |x, y| sigmoid.forward(x, y),
+            &logits(&[2, 2, 4, 3], 3),
+            &mask(&[2, 2, 4, 3], 4),
+        );
+    }
+
+    #[test]
+    fn gamma_zero_is_binary_cross_entropy() {
+        let (x, y) = (logits(&[2, 2, 5, 3], 5), mask(&[2, 2, 5, 3], 6));
+        let focal = FocalLoss {
+            gamma: 0.0,
+            ..Default::default()
+        };
+        let bce = BceWithLogitsLoss::default();
+        let (f, b) = (
+            value(&focal.forward(&x, &y).unwrap()),
+            value(&bce.forward(&x, &y).unwrap()),
+        );
+        assert!((f - b).abs() < 1e-12, "{f} vs {b}");
+    }
+
+    #[test]
+    fn sum_reduction_sums_spatial_means() {
+        let (x, y) = (logits(&[2, 3, 4, 5], 7), mask(&[2, 3, 4, 5], 8));
+        let mean = FocalLoss::default().forward(&x, &y).unwrap();
+        let sum = FocalLoss {
+            reduction: Reduction::Sum,
+            ..Default::default()
+        };
+        // The mean over (B, C, 20 voxels) times B C is the sum of the 6 spatial means.
+        assert!((value(&sum.forward(&x, &y).unwrap()) - 6.0 * value(&mean)).abs() < 1e-12);
+    }
+
+    #[test]
+    fn bad_weights_and_alphas_are_errors() {
+        let (x, y) = (logits(&[2, 1, 4], 9), mask(&[2, 1, 4], 10));
+        let per_class = FocalLoss {
+            weight: Some(ClassWeight::PerClass(vec![1.0])),
+            ..Default::default()
+        };
+        assert!(per_class
+            .forward(&x, &y)
+            .unwrap_err()
+            .to_string()
+            .contains("more than one output channel"));
+        let (x, y) = (logits(&[2, 3, 4], 11), mask(&[2, 3, 4], 12));
+        let alpha = FocalLoss {
+            alpha: Some(ClassWeight::PerClass(vec![0.5, 0.5])),
+            ..Default::default()
+        };
+        assert!(alpha
+            .forward(&x, &y)
+            .unwrap_err()
+            .to_string()
+            .contains("alpha has 2 values"));
+        let negative = FocalLoss {
+            weight: Some(ClassWeight::Scalar(-0.5)),
+            ..Default::default()
+        };
+        assert!(negative.forward(&x, &y).is_err());
+    }
+}

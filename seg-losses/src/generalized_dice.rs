@@ -149,3 +149,56 @@ impl GeneralizedDiceLoss {
         infinite.where_(&max.broadcast_to(w.shape())?, &finite)?.to_dtype(dtype)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{check_grad, labels, logits, mask, value};
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        let (x, y) = (logits(&[2, 3, 3, 2, 2], 1), labels(&[2, 1, 3, 2, 2], 3, 2));
+        for w_type in [Weight::Square, Weight::Simple, Weight::Uniform] {
+            let loss = GeneralizedDiceLoss {
+                softmax: true,
+                to_onehot_y: true,
+                w_type,
+                ..Default::default()
+            };
+            check_grad(|x, y| loss.forward(x, y), &x, &y);
+        }
+        let batch = GeneralizedDiceLoss {
+            sigmoid: true,
+            batch: true,
+            reduction: Reduction::Sum,
+            ..Default::default()
+        };
+        check_grad(
+            |x, y| batch.forward(x, y),
+            &logits(&[2, 2, 4, 3], 3),
+            &mask(&[2, 2, 4, 3], 4),
+        );
+    }
+
+    #[test]
+    fn an_absent_class_takes_the_largest_finite_weight() {
+        // Class 1 is absent: its weight becomes class 0's, 1 / 3 (simple), so with p = t on class 0
+        // and p = 1/2 on class 1's empty target: numer = 2 (3 w), denom = w (2 * 3) + w (1/2 * 3 + 0).
+        let x = Tensor::from_vec(vec![1.0f64, 1.0, 1.0, 0.5, 0.5, 0.5], &[1, 2, 3]).unwrap();
+        let y = Tensor::from_vec(vec![1.0f64, 1.0, 1.0, 0.0, 0.0, 0.0], &[1, 2, 3]).unwrap();
+        let loss = GeneralizedDiceLoss {
+            w_type: Weight::Simple,
+            smooth_nr: 0.0,
+            smooth_dr: 0.0,
+            ..Default::default()
+        };
+        let expected = 1.0 - 6.0 / (6.0 + 1.5);
+        assert!((value(&loss.forward(&x, &y).unwrap()) - expected).abs() < 1e-6);
+    }
+
+    #[test]
+    fn w_type_parses_monai_names() {
+        assert_eq!("simple".parse::<Weight>().unwrap(), Weight::Simple);
+        assert!("cubic".parse::<Weight>().unwrap_err().to_string().contains("\"cubic\""));
+    }
+}

@@ -31,6 +31,8 @@ mod overlap;
 mod poly_dice;
 mod prepare;
 pub mod skeleton;
+#[cfg(test)]
+mod testing;
 mod tversky;
 
 pub use cldice::{SoftDiceclDiceLoss, SoftclDiceLoss};

@@ -85,3 +85,65 @@ impl TverskyLoss {
             .reduce_all(&numerator.div(&denominator)?.affine(-1.0, 1.0)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{check_grad, labels, logits, mask, value};
+    use crate::DiceLoss;
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        let (x, y) = (logits(&[2, 3, 3, 2, 2], 1), labels(&[2, 1, 3, 2, 2], 3, 2));
+        let loss = TverskyLoss {
+            softmax: true,
+            to_onehot_y: true,
+            alpha: 0.3,
+            beta: 0.7,
+            include_background: false,
+            ignore_index: Some(2),
+            ..Default::default()
+        };
+        check_grad(|x, y| loss.forward(x, y), &x, &y);
+        let soft = TverskyLoss {
+            sigmoid: true,
+            soft_label: true,
+            batch: true,
+            ..Default::default()
+        };
+        let y = Tensor::rand(&[2, 2, 3, 4], 5, seg_tensor::DType::F64).unwrap();
+        check_grad(|x, y| soft.forward(x, y), &logits(&[2, 2, 3, 4], 6), &y);
+    }
+
+    #[test]
+    fn equal_halves_without_smoothing_are_the_dice_loss() {
+        let (x, y) = (logits(&[2, 2, 5, 3], 3), mask(&[2, 2, 5, 3], 4));
+        let tversky = TverskyLoss {
+            sigmoid: true,
+            smooth_nr: 0.0,
+            smooth_dr: 0.0,
+            ..Default::default()
+        };
+        let dice = DiceLoss {
+            sigmoid: true,
+            smooth_nr: 0.0,
+            smooth_dr: 0.0,
+            ..Default::default()
+        };
+        let (t, d) = (
+            value(&tversky.forward(&x, &y).unwrap()),
+            value(&dice.forward(&x, &y).unwrap()),
+        );
+        assert!((t - d).abs() < 1e-12, "{t} vs {d}");
+    }
+
+    #[test]
+    fn reduction_none_keeps_batch_and_class() {
+        let loss = TverskyLoss {
+            reduction: Reduction::None,
+            ..Default::default()
+        };
+        let y = mask(&[2, 3, 4], 7);
+        assert_eq!(loss.forward(&y, &y).unwrap().shape(), &[2, 3]);
+    }
+}
