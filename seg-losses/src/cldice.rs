@@ -173,3 +173,83 @@ impl SoftDiceclDiceLoss {
         dice.mul_scalar(1.0 - self.alpha)?.add(&cldice.mul_scalar(self.alpha)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{check_grad, labels, logits, mask, value};
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        let (x, y) = (logits(&[2, 3, 4, 3, 3], 1), labels(&[2, 1, 4, 3, 3], 3, 2));
+        let loss = SoftclDiceLoss {
+            softmax: true,
+            to_onehot_y: true,
+            iter_: 2,
+            ..Default::default()
+        };
+        check_grad(|x, y| loss.forward(x, y), &x, &y);
+        let combined = SoftDiceclDiceLoss {
+            softmax: true,
+            to_onehot_y: true,
+            include_background: false,
+            alpha: 0.3,
+            ..Default::default()
+        };
+        check_grad(|x, y| combined.forward(x, y), &x, &y);
+        let sigmoid = SoftclDiceLoss {
+            sigmoid: true,
+            reduction: Reduction::None,
+            ..Default::default()
+        };
+        check_grad(
+            |x, y| sigmoid.forward(x, y),
+            &logits(&[2, 2, 6, 5], 3),
+            &mask(&[2, 2, 6, 5], 4),
+        );
+    }
+
+    #[test]
+    fn a_perfect_binary_prediction_has_almost_zero_loss() {
+        let y = mask(&[2, 1, 6, 6, 4], 5);
+        let l = value(&SoftclDiceLoss::default().forward(&y, &y).unwrap());
+        assert!(l.abs() < 1e-3, "{l}");
+    }
+
+    #[test]
+    fn alpha_mixes_dice_and_cldice() {
+        let (x, y) = (logits(&[2, 2, 5, 6], 6), mask(&[2, 2, 5, 6], 7));
+        let mixed = |alpha| SoftDiceclDiceLoss {
+            sigmoid: true,
+            alpha,
+            ..Default::default()
+        };
+        let cl = SoftclDiceLoss {
+            sigmoid: true,
+            ..Default::default()
+        };
+        let at = |alpha| value(&mixed(alpha).forward(&x, &y).unwrap());
+        assert!((at(1.0) - value(&cl.forward(&x, &y).unwrap())).abs() < 1e-12);
+        assert!((at(0.25) - (0.75 * at(0.0) + 0.25 * at(1.0))).abs() < 1e-12);
+    }
+
+    #[test]
+    fn bad_arguments_are_errors() {
+        let (x, y) = (logits(&[2, 2, 5], 8), mask(&[2, 2, 5], 9));
+        assert!(SoftclDiceLoss::default()
+            .forward(&x, &y)
+            .unwrap_err()
+            .to_string()
+            .contains("(B, C, H, W)"));
+        let smooth = SoftclDiceLoss {
+            smooth: 0.0,
+            ..Default::default()
+        };
+        assert!(smooth.forward(&x, &y).unwrap_err().to_string().contains("smooth"));
+        let alpha = SoftDiceclDiceLoss {
+            alpha: 1.5,
+            ..Default::default()
+        };
+        assert!(alpha.forward(&x, &y).unwrap_err().to_string().contains("alpha"));
+    }
+}

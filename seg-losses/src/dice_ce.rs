@@ -119,3 +119,82 @@ impl DiceCELoss {
         dice.mul_scalar(self.lambda_dice)?.add(&ce.mul_scalar(self.lambda_ce)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{check_grad, labels, logits, mask, value};
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        let (x, y) = (logits(&[2, 3, 3, 2, 2], 1), labels(&[2, 1, 3, 2, 2], 3, 2));
+        let loss = DiceCELoss {
+            softmax: true,
+            to_onehot_y: true,
+            include_background: false,
+            weight: Some(vec![0.5, 1.0, 2.0]),
+            label_smoothing: 0.1,
+            lambda_dice: 0.7,
+            ..Default::default()
+        };
+        check_grad(|x, y| loss.forward(x, y), &x, &y);
+        let single = DiceCELoss {
+            sigmoid: true,
+            weight: Some(vec![2.0]),
+            reduction: Reduction::Sum,
+            ..Default::default()
+        };
+        check_grad(
+            |x, y| single.forward(x, y),
+            &logits(&[2, 1, 4, 3], 3),
+            &mask(&[2, 1, 4, 3], 4),
+        );
+    }
+
+    #[test]
+    fn is_the_weighted_sum_of_its_parts() {
+        let (x, y) = (logits(&[2, 3, 4, 3], 5), labels(&[2, 1, 4, 3], 3, 6));
+        let loss = DiceCELoss {
+            softmax: true,
+            to_onehot_y: true,
+            lambda_dice: 0.25,
+            lambda_ce: 2.0,
+            ..Default::default()
+        };
+        let dice = DiceLoss {
+            softmax: true,
+            to_onehot_y: true,
+            ..Default::default()
+        };
+        let ce = CrossEntropyLoss::default().forward(&x, &y.squeeze(1).unwrap()).unwrap();
+        let expected = 0.25 * value(&dice.forward(&x, &y).unwrap()) + 2.0 * value(&ce);
+        assert!((value(&loss.forward(&x, &y).unwrap()) - expected).abs() < 1e-12);
+    }
+
+    #[test]
+    fn bad_arguments_are_errors() {
+        let (x, y) = (logits(&[2, 3, 4], 7), labels(&[2, 1, 4], 3, 8));
+        let none = DiceCELoss {
+            reduction: Reduction::None,
+            ..Default::default()
+        };
+        assert!(none.forward(&x, &y).unwrap_err().to_string().contains("\"none\""));
+        let negative = DiceCELoss {
+            lambda_ce: -1.0,
+            ..Default::default()
+        };
+        assert!(negative.forward(&x, &y).unwrap_err().to_string().contains("lambda_ce"));
+        let two = labels(&[2, 2, 4], 2, 9);
+        assert!(DiceCELoss::default()
+            .forward(&x, &two)
+            .unwrap_err()
+            .to_string()
+            .contains("1 or 3 channels"));
+        let flat = labels(&[2, 4], 3, 10);
+        assert!(DiceCELoss::default()
+            .forward(&x, &flat)
+            .unwrap_err()
+            .to_string()
+            .contains("rank 3"));
+    }
+}

@@ -100,3 +100,44 @@ impl DiceFocalLoss {
             .add(&focal.mul_scalar(self.lambda_focal)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{check_grad, labels, logits, value};
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        let (x, y) = (logits(&[2, 3, 3, 2, 2], 1), labels(&[2, 1, 3, 2, 2], 3, 2));
+        let loss = DiceFocalLoss {
+            softmax: true,
+            to_onehot_y: true,
+            weight: Some(ClassWeight::PerClass(vec![0.5, 1.0, 1.5])),
+            alpha: Some(0.3),
+            gamma: 1.0,
+            lambda_focal: 2.0,
+            ..Default::default()
+        };
+        check_grad(|x, y| loss.forward(x, y), &x, &y);
+    }
+
+    #[test]
+    fn focal_part_is_sigmoid_focal_on_the_logits() {
+        let (x, y) = (logits(&[2, 3, 4, 3], 3), labels(&[2, 1, 4, 3], 3, 4));
+        let loss = DiceFocalLoss {
+            softmax: true,
+            to_onehot_y: true,
+            lambda_dice: 0.0,
+            ..Default::default()
+        };
+        let focal = FocalLoss {
+            to_onehot_y: true,
+            ..Default::default()
+        };
+        let (a, b) = (
+            value(&loss.forward(&x, &y).unwrap()),
+            value(&focal.forward(&x, &y).unwrap()),
+        );
+        assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+    }
+}

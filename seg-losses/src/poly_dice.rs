@@ -87,3 +87,51 @@ impl PolyDiceLoss {
         self.reduction.reduce_all(&series.add(&miss.mul_scalar(self.epsilon)?)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{check_grad, labels, logits, value};
+
+    fn poly(epsilon: f64, order: Option<usize>) -> PolyDiceLoss {
+        PolyDiceLoss {
+            softmax: true,
+            to_onehot_y: true,
+            epsilon,
+            order,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        let (x, y) = (logits(&[2, 3, 3, 2, 2], 1), labels(&[2, 1, 3, 2, 2], 3, 2));
+        check_grad(|x, y| poly(1.0, None).forward(x, y), &x, &y);
+        check_grad(|x, y| poly(-0.5, Some(3)).forward(x, y), &x, &y);
+    }
+
+    #[test]
+    fn first_order_without_epsilon_is_the_dice_loss_and_the_series_tends_to_the_log() {
+        let (x, y) = (logits(&[2, 3, 4, 3], 3), labels(&[2, 1, 4, 3], 3, 4));
+        let dice = DiceLoss {
+            softmax: true,
+            to_onehot_y: true,
+            ..Default::default()
+        };
+        let first = value(&poly(0.0, Some(1)).forward(&x, &y).unwrap());
+        assert!((first - value(&dice.forward(&x, &y).unwrap())).abs() < 1e-12);
+        let log = value(&poly(0.0, None).forward(&x, &y).unwrap());
+        let long = value(&poly(0.0, Some(200)).forward(&x, &y).unwrap());
+        assert!((log - long).abs() < 1e-6, "{log} vs {long}");
+    }
+
+    #[test]
+    fn order_zero_is_an_error() {
+        let (x, y) = (logits(&[1, 2, 3], 5), labels(&[1, 1, 3], 2, 6));
+        assert!(poly(1.0, Some(0))
+            .forward(&x, &y)
+            .unwrap_err()
+            .to_string()
+            .contains("order"));
+    }
+}

@@ -73,3 +73,59 @@ pub fn soft_skel(img: &Tensor, iter_: usize) -> Result<Tensor> {
     }
     Ok(skel)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{check_grad, logits};
+
+    fn image(rows: &[&str]) -> Tensor {
+        let values: Vec<f64> = rows
+            .iter()
+            .flat_map(|r| r.chars().map(|c| f64::from(c == '#')))
+            .collect();
+        Tensor::from_vec(values, &[1, 1, rows.len(), rows[0].len()]).unwrap()
+    }
+
+    #[test]
+    fn erosion_is_a_cross_shaped_minimum() {
+        let img = image(&["#####", "#####", "#####", "###..", "#####"]);
+        let expected = image(&["#####", "#####", "###..", "##...", "###.."]);
+        // Outside the image counts as +inf, so borders erode only from inside.
+        assert_eq!(soft_erode(&img).unwrap().to_vec_f64(), expected.to_vec_f64());
+    }
+
+    #[test]
+    fn the_skeleton_of_a_thin_line_is_the_line() {
+        let line = image(&[".....", "#####", "....."]);
+        assert_eq!(soft_skel(&line, 3).unwrap().to_vec_f64(), line.to_vec_f64());
+    }
+
+    #[test]
+    fn the_skeleton_of_a_bar_is_its_middle() {
+        // As MONAI's soft_skel gives it.
+        let bar = image(&[".......", ".#####.", ".#####.", ".#####.", "......."]);
+        let middle = image(&[".......", ".......", "..###..", ".......", "......."]);
+        assert_eq!(soft_skel(&bar, 2).unwrap().to_vec_f64(), middle.to_vec_f64());
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        check_grad(
+            |x, _| soft_skel(&x.sigmoid()?, 2)?.sum_all(),
+            &logits(&[1, 2, 4, 5], 1),
+            &logits(&[1], 0),
+        );
+        check_grad(
+            |x, _| soft_skel(&x.sigmoid()?, 1),
+            &logits(&[1, 1, 3, 4, 3], 2),
+            &logits(&[1], 0),
+        );
+    }
+
+    #[test]
+    fn other_ranks_are_errors() {
+        let err = soft_skel(&logits(&[1, 2, 5], 3), 1).unwrap_err().to_string();
+        assert!(err.contains("[1, 2, 5]"), "{err}");
+    }
+}

@@ -31,7 +31,7 @@ pub fn check_grad(loss: impl Fn(&Tensor, &Tensor) -> Result<Tensor>, x: &Tensor,
         atol: 1e-7,
         rtol: 1e-5,
     };
-    check_with(|xs| loss(&xs[0], target), &[x.clone()], opts).unwrap();
+    check_with(|xs| loss(&xs[0], target), std::slice::from_ref(x), opts).unwrap();
 }
 
 /// The single value of a rank-0 tensor.
