@@ -4,6 +4,7 @@ use seg_tensor::{Error, Result, Tensor};
 
 use crate::options::{along_axis, ClassWeight, Reduction};
 use crate::prepare::{scalar_like, Act, Prepare};
+use crate::sigmoid_focal::sigmoid_focal;
 
 /// `monai.losses.FocalLoss` on logits `x` and a target `t` `(B, C, spatial...)`, elementwise:
 ///
@@ -92,11 +93,7 @@ impl FocalLoss {
     }
 
     fn sigmoid_form(&self, x: &Tensor, t: &Tensor) -> Result<Tensor> {
-        // x - x t - logsigmoid(x) = x (1 - t) + softplus(-x)
-        let bce = x.mul(&t.affine(-1.0, 1.0)?)?.add(&x.neg()?.softplus()?)?;
-        // logsigmoid(-x (2t - 1)) = -softplus(x (2t - 1))
-        let log_invprobs = x.mul(&t.affine(2.0, -1.0)?)?.softplus()?.neg()?;
-        let loss = log_invprobs.mul_scalar(self.gamma)?.exp()?.mul(&bce)?;
+        let loss = sigmoid_focal(x, t, self.gamma)?;
         let factor = match &self.alpha {
             None => return Ok(loss),
             Some(ClassWeight::Scalar(a)) => t.affine(2.0 * a - 1.0, 1.0 - a)?,

@@ -30,6 +30,7 @@ mod options;
 mod overlap;
 mod poly_dice;
 mod prepare;
+mod sigmoid_focal;
 pub mod skeleton;
 #[cfg(test)]
 mod testing;
