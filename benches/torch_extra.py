@@ -47,6 +47,28 @@ def instance_norm_case(c, s, backward):
     return f"instance_norm_fwdbwd_c{c}_s{s}", None, body
 
 
+def loss_case(name, c, s, make):
+    """A MONAI loss on logits (2, c, s, s, s) against labels (2, 1, s, s, s), forward and backward."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, c, s, s, s, generator=g).requires_grad_(True)
+    labels = torch.randint(0, c, (2, 1, s, s, s), generator=g).float()
+    loss = make()
+
+    def body():
+        torch.autograd.grad(loss(x, labels), x)
+
+    return f"{name}_fwdbwd_c{c}_s{s}", None, body
+
+
+def loss_cases():
+    import monai.losses as L
+    return [
+        loss_case("dice_ce", 4, 64, lambda: L.DiceCELoss(softmax=True, to_onehot_y=True)),
+        loss_case("dice_focal", 4, 64, lambda: L.DiceFocalLoss(softmax=True, to_onehot_y=True)),
+        loss_case("soft_dice_cldice", 2, 64, lambda: L.SoftDiceclDiceLoss(softmax=True, to_onehot_y=True)),
+    ]
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", default="")
@@ -54,6 +76,7 @@ def main():
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cases = [matmul_case(1024), matmul_case(2048), instance_norm_case(32, 64, False), instance_norm_case(32, 64, True)]
+    cases += loss_cases()
     for name, gflop, body in cases:
         if args.only in name:
             print(json.dumps({"name": name, "ms": round(measure(body), 3), "gflop": gflop}), flush=True)

@@ -5,6 +5,7 @@
 //! an upstream gradient per output and the reference input gradients. A case passes when every output
 //! and gradient has the reference's shape and `||actual - expected|| <= tol * max(||expected||, 1e-12)`.
 
+mod losses;
 mod models;
 mod nn;
 mod ops;

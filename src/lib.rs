@@ -20,6 +20,7 @@
 pub mod conformance;
 
 pub use seg_kernels as kernels;
+pub use seg_losses as losses;
 pub use seg_tensor::*;
 
 /// The README's examples, compiled and run as doctests.

@@ -50,6 +50,15 @@ const IMPLEMENTED: &[&str] = &[
     "basic_unet",
     "plain_conv_unet",
     "sliding_window_inference",
+    "dice_loss",
+    "generalized_dice_loss",
+    "dice_ce_loss",
+    "dice_focal_loss",
+    "focal_loss",
+    "tversky_loss",
+    "soft_cldice_loss",
+    "soft_dice_cldice_loss",
+    "poly_dice_loss",
 ];
 
 /// Shared cases that no float implementation can pass, and why. `basic_unet_2d` holds the gradients

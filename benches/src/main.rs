@@ -6,6 +6,7 @@
 
 use std::time::Instant;
 
+use seg_losses::{DiceCELoss, DiceFocalLoss, SoftDiceclDiceLoss};
 use seg_tensor::{ConvOptions, ConvPadding, ConvTransposeOptions, DType, Result, ScanOptions, Tensor};
 
 /// The timed body of a case.
@@ -139,6 +140,50 @@ fn instance_norm_case(c: usize, s: usize, backward: bool) -> Case {
     }
 }
 
+/// A MONAI loss on logits `(2, c, s, s, s)` against labels `(2, 1, s, s, s)`, forward and the
+/// backward for the logits.
+fn loss_case(name: &str, c: usize, s: usize, loss: fn(&Tensor, &Tensor) -> Result<Tensor>) -> Case {
+    Case {
+        name: format!("{name}_fwdbwd_c{c}_s{s}"),
+        gflop: None,
+        prepare: Box::new(move || {
+            let x = Tensor::randn(&[2, c, s, s, s], 1, DType::F32)?.requires_grad();
+            let u = Tensor::rand(&[2, 1, s, s, s], 2, DType::F32)?;
+            let labels = u.mul_scalar(c as f64)?.to_dtype(DType::I64)?.to_dtype(DType::F32)?;
+            Ok(Box::new(move || loss(&x, &labels)?.backward().map(drop)))
+        }),
+    }
+}
+
+fn loss_cases() -> [Case; 3] {
+    [
+        loss_case("dice_ce", 4, 64, |x, y| {
+            DiceCELoss {
+                softmax: true,
+                to_onehot_y: true,
+                ..Default::default()
+            }
+            .forward(x, y)
+        }),
+        loss_case("dice_focal", 4, 64, |x, y| {
+            DiceFocalLoss {
+                softmax: true,
+                to_onehot_y: true,
+                ..Default::default()
+            }
+            .forward(x, y)
+        }),
+        loss_case("soft_dice_cldice", 2, 64, |x, y| {
+            SoftDiceclDiceLoss {
+                softmax: true,
+                to_onehot_y: true,
+                ..Default::default()
+            }
+            .forward(x, y)
+        }),
+    ]
+}
+
 fn cases() -> Vec<Case> {
     let mut cases = Vec::new();
     for (c, s) in [(32, 64), (64, 32), (128, 16), (16, 96)] {
@@ -148,6 +193,7 @@ fn cases() -> Vec<Case> {
     cases.extend([conv_transpose3d_case(), matmul_case(1024), matmul_case(2048)]);
     cases.extend([instance_norm_case(32, 64, false), instance_norm_case(32, 64, true)]);
     cases.extend([1024, 8192, 65536].map(selective_scan_case));
+    cases.extend(loss_cases());
     cases
 }
 

@@ -1,5 +1,48 @@
-//! `seg-losses`: segmentation losses and metrics with MONAI's definitions.
+//! `seg-losses`: segmentation losses with MONAI's definitions, differentiable through `seg-tensor`'s
+//! autodiff.
 //!
-//! Not built yet. It will hold MONAI's Dice family (DiceLoss, GeneralizedDiceLoss, DiceCELoss,
-//! DiceFocalLoss, FocalLoss, TverskyLoss), PolyDice, clDice, a persistent-homology topology loss,
-//! and the metrics Dice, IoU, HD95, ASSD and Betti-number errors.
+//! Each loss is a struct whose public fields are MONAI's constructor arguments (same names, same
+//! meaning), `Default` gives MONAI's defaults, and `forward(input, target)` returns the loss as a
+//! tensor that `backward()` differentiates:
+//!
+//! ```
+//! use seg_losses::DiceLoss;
+//! use seg_tensor::{DType, Tensor};
+//!
+//! # fn main() -> seg_tensor::Result<()> {
+//! let logits = Tensor::randn(&[2, 3, 4, 4, 4], 0, DType::F32)?.requires_grad();
+//! let labels = Tensor::zeros(&[2, 1, 4, 4, 4], DType::F32);
+//! let loss = DiceLoss { softmax: true, to_onehot_y: true, ..Default::default() }.forward(&logits, &labels)?;
+//! let grads = loss.backward()?;
+//! assert_eq!(grads.get(&logits).unwrap().shape(), logits.shape());
+//! # Ok(())
+//! # }
+//! ```
+
+mod cldice;
+mod cross_entropy;
+mod dice;
+mod dice_ce;
+mod dice_focal;
+mod focal;
+mod generalized_dice;
+mod options;
+mod overlap;
+mod poly_dice;
+mod prepare;
+mod sigmoid_focal;
+pub mod skeleton;
+#[cfg(test)]
+mod testing;
+mod tversky;
+
+pub use cldice::{SoftDiceclDiceLoss, SoftclDiceLoss};
+pub use cross_entropy::{BceWithLogitsLoss, CrossEntropyLoss};
+pub use dice::DiceLoss;
+pub use dice_ce::DiceCELoss;
+pub use dice_focal::DiceFocalLoss;
+pub use focal::FocalLoss;
+pub use generalized_dice::{GeneralizedDiceLoss, Weight};
+pub use options::{Activation, ClassWeight, Reduction};
+pub use poly_dice::PolyDiceLoss;
+pub use tversky::TverskyLoss;

@@ -333,7 +333,8 @@ pub(super) fn forward(case: &Case, inputs: &Tensors, module_params: &Tensors) ->
         "basic_unet" => super::models::basic_unet(p, inputs, module_params)?,
         "sliding_window_inference" => super::models::sliding_window(p, inputs)?,
         "plain_conv_unet" => super::models::plain_conv_unet(p, inputs, module_params, &mut outputs)?,
-        other => return Err(Error::invalid("conformance", format!("unsupported op {other:?}"))),
+        other => super::losses::forward(other, p, inputs)?
+            .ok_or_else(|| Error::invalid("conformance", format!("unsupported op {other:?}")))?,
     };
     outputs.insert("y".to_string(), y);
     Ok(outputs)

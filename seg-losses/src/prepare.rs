@@ -1,0 +1,267 @@
+//! The steps MONAI's segmentation losses take before their formula, in MONAI's order: the activation
+//! (`sigmoid`, `softmax`, `other_act`), `to_onehot_y`, `include_background`, the `ignore_index`
+//! mask, and the shape check.
+//!
+//! Where MONAI only warns (a single-channel prediction with `softmax`, `to_onehot_y` or
+//! `include_background=False`), the step is skipped as in MONAI, silently.
+
+use seg_tensor::{DType, Error, Result, Tensor};
+
+use crate::options::Activation;
+
+/// How logits become probabilities: MONAI's `sigmoid`, `softmax` and `other_act`, applied in that
+/// order (at most one may be set).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Act {
+    pub sigmoid: bool,
+    pub softmax: bool,
+    pub other_act: Option<Activation>,
+}
+
+impl Act {
+    /// The activated prediction `(B, C, ...)`; softmax is along the channels and skipped for one channel.
+    pub fn apply(&self, op: &'static str, input: &Tensor) -> Result<Tensor> {
+        if usize::from(self.sigmoid) + usize::from(self.softmax) + usize::from(self.other_act.is_some()) > 1 {
+            return Err(Error::invalid(
+                op,
+                "incompatible values: more than 1 of [sigmoid=true, softmax=true, other_act is set]",
+            ));
+        }
+        let mut x = input.clone();
+        if self.sigmoid {
+            x = x.sigmoid()?;
+        }
+        if self.softmax && x.shape()[1] > 1 {
+            x = x.softmax(1)?;
+        }
+        if let Some(act) = self.other_act {
+            x = act(&x)?;
+        }
+        Ok(x)
+    }
+}
+
+/// The channel handling shared by the losses.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Prepare {
+    pub op: &'static str,
+    pub act: Act,
+    pub to_onehot_y: bool,
+    pub include_background: bool,
+    pub ignore_index: Option<i64>,
+}
+
+/// Prediction and target after [`Prepare::run`], of equal shape `(B, C', ...)`.
+pub(crate) struct Prepared {
+    pub input: Tensor,
+    pub target: Tensor,
+    /// MONAI's `create_ignore_mask` of the original target, `(B, 1, ...)` (1 = counted), when
+    /// `ignore_index` is set; input and target are already multiplied by it.
+    pub mask: Option<Tensor>,
+}
+
+impl Prepare {
+    /// Activation, `to_onehot_y`, `include_background`, ignore mask, then the shape check.
+    pub fn run(&self, input: &Tensor, target: &Tensor) -> Result<Prepared> {
+        let op = self.op;
+        expect_batched(op, input)?;
+        let target = as_float_like(target, input)?;
+        let input = self.act.apply(op, input)?;
+        let classes = input.shape()[1];
+        let mut y = target.clone();
+        if self.to_onehot_y && classes > 1 {
+            if let Some(ii) = self.ignore_index.filter(|&ii| ii < 0 || ii >= classes as i64) {
+                // An out-of-range ignore label becomes background before the one-hot conversion.
+                let zero = Tensor::zeros(&[], y.dtype());
+                y = y.eq(&scalar_like(ii as f64, &y))?.where_(&zero, &y)?;
+            }
+            y = one_hot(op, &y, classes)?;
+        }
+        let (mut input, mut y) = if !self.include_background && classes > 1 {
+            (without_background(&input)?, without_background(&y)?)
+        } else {
+            (input, y)
+        };
+        let mask = self.ignore_index.map(|ii| ignore_mask(&target, ii)).transpose()?;
+        if y.shape() != input.shape() {
+            return Err(Error::ShapeMismatch {
+                op,
+                expected: format!("a ground truth of the prediction's shape {:?}", input.shape()),
+                found: y.shape().to_vec(),
+            });
+        }
+        if let Some(m) = &mask {
+            input = input.mul(m)?;
+            y = y.mul(m)?;
+        }
+        Ok(Prepared { input, target: y, mask })
+    }
+}
+
+/// Fails unless `input` is `(B, C, ...)` with at least one channel.
+pub(crate) fn expect_batched(op: &'static str, input: &Tensor) -> Result<()> {
+    if input.rank() < 2 || input.shape()[1] == 0 {
+        return Err(Error::ShapeMismatch {
+            op,
+            expected: "a prediction (B, C, spatial...) with C >= 1".into(),
+            found: input.shape().to_vec(),
+        });
+    }
+    Ok(())
+}
+
+/// `target` in `input`'s float dtype (labels may come as integers).
+pub(crate) fn as_float_like(target: &Tensor, input: &Tensor) -> Result<Tensor> {
+    target.to_dtype(input.dtype())
+}
+
+/// A rank-0 tensor holding `value` in `like`'s dtype.
+pub(crate) fn scalar_like(value: f64, like: &Tensor) -> Tensor {
+    Tensor::full(&[], value, like.dtype())
+}
+
+/// MONAI's `one_hot(labels, num_classes)`: labels `(B, 1, ...)` (truncated to integers, as
+/// `labels.long()`) to `(B, classes, ...)` with a 1 in each label's channel.
+pub(crate) fn one_hot(op: &'static str, labels: &Tensor, classes: usize) -> Result<Tensor> {
+    if labels.rank() < 2 || labels.shape()[1] != 1 {
+        return Err(Error::ShapeMismatch {
+            op,
+            expected: "labels (B, 1, spatial...) for to_onehot_y".into(),
+            found: labels.shape().to_vec(),
+        });
+    }
+    let dtype = labels.dtype();
+    let encoded = labels.squeeze(1)?.to_dtype(DType::I64)?.one_hot(Some(classes), dtype)?;
+    // one_hot appends the class axis; move it to axis 1.
+    let rank = encoded.rank() as isize;
+    let order: Vec<isize> = std::iter::once(0)
+        .chain(std::iter::once(rank - 1))
+        .chain(1..rank - 1)
+        .collect();
+    encoded.permute(&order)?.contiguous()
+}
+
+/// Channels `1..C` of `(B, C, ...)`.
+pub(crate) fn without_background(t: &Tensor) -> Result<Tensor> {
+    t.narrow(1, 1, t.shape()[1] - 1)
+}
+
+/// MONAI's `create_ignore_mask(y, ignore_index)`, `(B, 1, ...)`, 1 where a voxel counts: for labels
+/// `(B, 1, ...)` `y != ignore_index`; for one-hot `y` and a valid class `1 - y[:, ignore_index]`; for
+/// one-hot `y` and any other index, 1 where some channel is set.
+pub(crate) fn ignore_mask(y: &Tensor, ignore_index: i64) -> Result<Tensor> {
+    let classes = y.shape()[1];
+    let dtype = y.dtype();
+    if classes == 1 {
+        return y.ne(&scalar_like(ignore_index as f64, y))?.to_dtype(dtype);
+    }
+    if (0..classes as i64).contains(&ignore_index) {
+        return y.narrow(1, ignore_index as usize, 1)?.affine(-1.0, 1.0);
+    }
+    y.sum(&[1], true)?.gt(&scalar_like(0.0, y))?.to_dtype(dtype)
+}
+
+/// The spatial axes `2..rank`, with the batch axis 0 first when `batch`.
+pub(crate) fn reduce_axes(rank: usize, batch: bool) -> Vec<isize> {
+    let mut axes: Vec<isize> = (2..rank as isize).collect();
+    if batch {
+        axes.insert(0, 0);
+    }
+    axes
+}
+
+/// MONAI's check that a loss weight is not negative.
+pub(crate) fn non_negative_lambda(op: &'static str, name: &str, value: f64) -> Result<()> {
+    if value < 0.0 {
+        return Err(Error::invalid(
+            op,
+            format!("{name} should be no less than 0.0, found {value}"),
+        ));
+    }
+    Ok(())
+}
+
+/// MONAI's checks of the compound losses: `input` and `target` of equal rank, and the target with 1
+/// or the prediction's channel count.
+pub(crate) fn expect_target_channels(op: &'static str, input: &Tensor, target: &Tensor) -> Result<()> {
+    expect_batched(op, input)?;
+    if input.rank() != target.rank() {
+        return Err(Error::ShapeMismatch {
+            op,
+            expected: format!(
+                "a target of rank {} like the prediction {:?} (labels as (B, 1, spatial...))",
+                input.rank(),
+                input.shape()
+            ),
+            found: target.shape().to_vec(),
+        });
+    }
+    let (c, ct) = (input.shape()[1], target.shape()[1]);
+    if ct != 1 && ct != c {
+        return Err(Error::ShapeMismatch {
+            op,
+            expected: format!("a target with 1 or {c} channels"),
+            found: target.shape().to_vec(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_hot_moves_classes_to_axis_one() {
+        let labels = Tensor::from_vec(vec![0.0f32, 2.0, 1.0, 2.0], &[1, 1, 2, 2]).unwrap();
+        let y = one_hot("test", &labels, 3).unwrap();
+        assert_eq!(y.shape(), &[1, 3, 2, 2]);
+        assert_eq!(
+            y.to_vec::<f32>().unwrap(),
+            vec![1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 1.0]
+        );
+    }
+
+    #[test]
+    fn one_hot_rejects_several_channels_and_bad_labels() {
+        let two = Tensor::zeros(&[1, 2, 3], DType::F32);
+        assert!(one_hot("test", &two, 3).unwrap_err().to_string().contains("(B, 1"));
+        let bad = Tensor::full(&[1, 1, 2], 3.0, DType::F32);
+        assert!(one_hot("test", &bad, 3).is_err());
+    }
+
+    #[test]
+    fn ignore_mask_covers_labels_valid_index_and_sentinel() {
+        let labels = Tensor::from_vec(vec![0.0f32, 1.0, 2.0], &[1, 1, 3]).unwrap();
+        assert_eq!(
+            ignore_mask(&labels, 1).unwrap().to_vec::<f32>().unwrap(),
+            vec![1.0, 0.0, 1.0]
+        );
+        let onehot = Tensor::from_vec(vec![1.0f32, 0.0, 0.0, 0.0, 1.0, 0.0], &[1, 2, 3]).unwrap();
+        assert_eq!(
+            ignore_mask(&onehot, 1).unwrap().to_vec::<f32>().unwrap(),
+            vec![1.0, 0.0, 1.0]
+        );
+        assert_eq!(
+            ignore_mask(&onehot, 255).unwrap().to_vec::<f32>().unwrap(),
+            vec![1.0, 1.0, 0.0]
+        );
+    }
+
+    #[test]
+    fn reduce_axes_are_spatial_then_batch() {
+        assert_eq!(reduce_axes(5, false), vec![2, 3, 4]);
+        assert_eq!(reduce_axes(4, true), vec![0, 2, 3]);
+    }
+
+    #[test]
+    fn two_activations_are_an_error() {
+        let act = Act {
+            sigmoid: true,
+            softmax: true,
+            other_act: None,
+        };
+        let x = Tensor::zeros(&[1, 2, 2], DType::F32);
+        assert!(act.apply("test", &x).unwrap_err().to_string().contains("more than 1"));
+    }
+}
