@@ -1,0 +1,1 @@
+//! Topology: Betti numbers, cubical persistent homology and the topology-preserving loss.
