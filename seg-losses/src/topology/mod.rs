@@ -1,1 +1,8 @@
 //! Topology: Betti numbers, cubical persistent homology and the topology-preserving loss.
+
+mod betti;
+mod grid;
+mod persistence;
+
+pub use betti::{betti_numbers, betti_of, binary_mask, euler_characteristic};
+pub use persistence::{persistence_diagram, persistence_of, PersistenceDiagram, PersistencePair};
