@@ -6,6 +6,7 @@
 //! and gradient has the reference's shape and `||actual - expected|| <= tol * max(||expected||, 1e-12)`.
 
 mod ops;
+mod topology;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -46,6 +46,9 @@ const IMPLEMENTED: &[&str] = &[
     "group_norm",
     "layer_norm",
     "batch_norm",
+    "metrics",
+    "betti_numbers",
+    "persistence_cubical",
 ];
 
 #[test]

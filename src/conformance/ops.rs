@@ -329,7 +329,10 @@ pub(super) fn forward(case: &Case, inputs: &Tensors, module_params: &Tensors) ->
         "group_norm" => x()?.group_norm(required_usize(p, "num_groups")?, weight, bias, eps()?)?,
         "layer_norm" => x()?.layer_norm(&required_usizes(p, "normalized_shape")?, weight, bias, eps()?)?,
         "batch_norm" => batch_norm(p, inputs, &mut outputs)?,
-        other => return Err(Error::invalid("conformance", format!("unsupported op {other:?}"))),
+        other => {
+            return super::topology::forward(other, p, inputs)?
+                .ok_or_else(|| Error::invalid("conformance", format!("unsupported op {other:?}")))
+        }
     };
     outputs.insert("y".to_string(), y);
     Ok(outputs)

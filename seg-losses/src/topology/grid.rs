@@ -42,10 +42,6 @@ impl Grid {
         }
     }
 
-    pub fn len(&self) -> usize {
-        self.shape.iter().product()
-    }
-
     /// The coordinates of cell `i`.
     pub fn coords(&self, i: usize) -> Vec<usize> {
         self.shape.iter().zip(&self.strides).map(|(n, s)| i / s % n).collect()
@@ -138,7 +134,7 @@ mod tests {
         let count = |shape: &[usize], c| {
             let g = Grid::new(shape, c);
             let mut n = 0;
-            g.for_neighbors(g.len() / 2, |_| n += 1);
+            g.for_neighbors(shape.iter().product::<usize>() / 2, |_| n += 1);
             n
         };
         assert_eq!(count(&[3, 3], Connectivity::Face), 4);
