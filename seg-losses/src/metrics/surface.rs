@@ -169,8 +169,7 @@ pub fn percentile(values: &[f64], q: f64) -> Result<f64> {
     })
 }
 
-/// The largest of `values` (NaN for none), and the maximum of two statistics with NaN winning, as
-/// `torch.max` of a stack.
+/// The largest of `values`, NaN when any is NaN (as `torch.max` of a stack).
 fn max_nan(values: impl IntoIterator<Item = f64>) -> f64 {
     values
         .into_iter()
