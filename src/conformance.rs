@@ -9,6 +9,7 @@ mod losses;
 mod models;
 mod nn;
 mod ops;
+mod topology;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

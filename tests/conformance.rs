@@ -59,6 +59,9 @@ const IMPLEMENTED: &[&str] = &[
     "soft_cldice_loss",
     "soft_dice_cldice_loss",
     "poly_dice_loss",
+    "metrics",
+    "betti_numbers",
+    "persistence_cubical",
 ];
 
 /// Shared cases that no float implementation can pass, and why. `basic_unet_2d` holds the gradients

@@ -333,8 +333,13 @@ pub(super) fn forward(case: &Case, inputs: &Tensors, module_params: &Tensors) ->
         "basic_unet" => super::models::basic_unet(p, inputs, module_params)?,
         "sliding_window_inference" => super::models::sliding_window(p, inputs)?,
         "plain_conv_unet" => super::models::plain_conv_unet(p, inputs, module_params, &mut outputs)?,
-        other => super::losses::forward(other, p, inputs)?
-            .ok_or_else(|| Error::invalid("conformance", format!("unsupported op {other:?}")))?,
+        other => match super::losses::forward(other, p, inputs)? {
+            Some(y) => y,
+            None => {
+                return super::topology::forward(other, p, inputs)?
+                    .ok_or_else(|| Error::invalid("conformance", format!("unsupported op {other:?}")))
+            }
+        },
     };
     outputs.insert("y".to_string(), y);
     Ok(outputs)
