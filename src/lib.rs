@@ -1,7 +1,7 @@
 //! `seg`: tensors, autodiff and hand-written kernels for 3D medical image segmentation.
 //!
 //! This facade re-exports the workspace crates and hosts the `seg` command-line program's library
-//! parts (the conformance runner).
+//! parts: the conformance runner and the training pipeline.
 //!
 //! ```
 //! use seg::{DType, Tensor};
@@ -18,9 +18,13 @@
 //! ```
 
 pub mod conformance;
+pub mod train;
 
+pub use seg_data as data;
 pub use seg_kernels as kernels;
 pub use seg_losses as losses;
+pub use seg_models as models;
+pub use seg_nn as nn;
 pub use seg_tensor::*;
 
 /// The README's examples, compiled and run as doctests.

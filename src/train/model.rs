@@ -1,0 +1,142 @@
+//! The networks `seg train` can train, behind one type, with what a checkpoint records to rebuild
+//! them.
+
+use std::collections::BTreeMap;
+
+use seg_models::{BasicUNet, BasicUNetConfig, PlainConvUNet};
+use seg_nn::Module;
+
+use crate::{Error, Result, Tensor};
+
+/// Which network: `unet` (MONAI's BasicUNet) or `plain-unet` (nnU-Net's PlainConvUNet, planned
+/// from the patch size and spacing).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ModelKind {
+    UNet,
+    PlainUNet,
+}
+
+impl ModelKind {
+    pub fn parse(name: &str) -> Result<Self> {
+        match name {
+            "unet" => Ok(Self::UNet),
+            "plain-unet" => Ok(Self::PlainUNet),
+            "swin-unetr" | "mamba-unet" => Err(Error::invalid(
+                "model",
+                format!("{name} is not trainable yet in seg train; use unet or plain-unet"),
+            )),
+            other => Err(Error::invalid(
+                "model",
+                format!("unknown model {other:?}: expected unet, plain-unet, swin-unetr or mamba-unet"),
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::UNet => "unet",
+            Self::PlainUNet => "plain-unet",
+        }
+    }
+}
+
+/// What builds a network: its kind, channels, the patch it was planned for and the spacing of its
+/// data. Written into checkpoints as metadata, so that `seg infer` rebuilds the same network.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelSpec {
+    pub kind: ModelKind,
+    pub in_channels: usize,
+    pub classes: usize,
+    /// BasicUNet's six feature counts (unused for the planned U-Net).
+    pub features: [usize; 6],
+    pub patch: [usize; 3],
+    pub spacing: [f64; 3],
+}
+
+impl ModelSpec {
+    pub fn to_metadata(&self) -> BTreeMap<String, String> {
+        let list = |v: &[String]| v.join(",");
+        BTreeMap::from([
+            ("model".into(), self.kind.name().into()),
+            ("in_channels".into(), self.in_channels.to_string()),
+            ("classes".into(), self.classes.to_string()),
+            ("features".into(), list(&self.features.map(|f| f.to_string()))),
+            ("patch".into(), list(&self.patch.map(|f| f.to_string()))),
+            ("spacing".into(), list(&self.spacing.map(|f| f.to_string()))),
+        ])
+    }
+
+    pub fn from_metadata(meta: &BTreeMap<String, String>) -> Result<Self> {
+        let get = |key: &str| {
+            meta.get(key)
+                .ok_or_else(|| Error::invalid("checkpoint", format!("no {key:?} in the checkpoint's metadata")))
+        };
+        fn parse_list<T: std::str::FromStr, const N: usize>(key: &str, text: &str) -> Result<[T; N]> {
+            let values: Vec<T> = text.split(',').filter_map(|v| v.trim().parse().ok()).collect();
+            values
+                .try_into()
+                .map_err(|_| Error::invalid("checkpoint", format!("{key} should be {N} numbers, found {text:?}")))
+        }
+        let number = |key: &str| -> Result<usize> {
+            let text = get(key)?;
+            text.parse()
+                .map_err(|_| Error::invalid("checkpoint", format!("{key} should be a number, found {text:?}")))
+        };
+        Ok(Self {
+            kind: ModelKind::parse(get("model")?)?,
+            in_channels: number("in_channels")?,
+            classes: number("classes")?,
+            features: parse_list("features", get("features")?)?,
+            patch: parse_list("patch", get("patch")?)?,
+            spacing: parse_list("spacing", get("spacing")?)?,
+        })
+    }
+}
+
+/// A network `seg train` trains.
+pub enum Model {
+    UNet(BasicUNet),
+    PlainUNet(PlainConvUNet),
+}
+
+impl Model {
+    pub fn new(spec: &ModelSpec, seed: u64) -> Result<Self> {
+        Ok(match spec.kind {
+            ModelKind::UNet => {
+                let mut config = BasicUNetConfig::new(3, spec.in_channels, spec.classes);
+                config.features = spec.features;
+                Model::UNet(BasicUNet::new(config, seed)?)
+            }
+            ModelKind::PlainUNet => {
+                let plan = seg_models::plan::plan(spec.in_channels, spec.classes, &spec.patch, &spec.spacing, false)?;
+                Model::PlainUNet(PlainConvUNet::new(plan.config, seed)?)
+            }
+        })
+    }
+
+    /// Logits `(N, classes, D, H, W)`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Model::UNet(net) => net.forward(x),
+            Model::PlainUNet(net) => net
+                .forward(x)?
+                .into_iter()
+                .next()
+                .ok_or_else(|| Error::invalid("PlainConvUNet", "no output")),
+        }
+    }
+
+    pub fn module(&self) -> &dyn Module {
+        match self {
+            Model::UNet(net) => net,
+            Model::PlainUNet(net) => net,
+        }
+    }
+
+    pub fn module_mut(&mut self) -> &mut dyn Module {
+        match self {
+            Model::UNet(net) => net,
+            Model::PlainUNet(net) => net,
+        }
+    }
+}
