@@ -71,7 +71,7 @@ fn main() -> seg_tensor::Result<()> {
     let (batch, _) = stack(&augmented)?;
     println!("  batch {:?}", batch.shape());
 
-    let header = data.t1.header.derive(&data.t1.header.dim, NiftiType::U8);
+    let header = data.t1.header.derive(data.labels.shape(), NiftiType::U8);
     nifti::write(out.join("labels.nii.gz"), &header, &data.labels)?;
     lap("write the label map (.nii.gz)");
     let val_image = AxialSplit::slab(&image, &split.val)?;

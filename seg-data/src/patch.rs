@@ -113,6 +113,12 @@ impl PatchSampler {
                 let (image, dims) = image_values(image, "PatchSampler")?;
                 let (labels, label_dims) = label_values(labels, "PatchSampler")?;
                 same_dims("PatchSampler", dims, label_dims)?;
+                if labels.len() > u32::MAX as usize {
+                    return Err(Error::invalid(
+                        "PatchSampler",
+                        format!("at most 2^32 voxels a case, found {dims:?}"),
+                    ));
+                }
                 let mut by_class = vec![Vec::new(); 256];
                 labels
                     .iter()

@@ -25,7 +25,7 @@ fn ramp(shape: &[usize]) -> Tensor {
 #[test]
 fn f32_round_trip_nii_and_gz() {
     let data = ramp(&[4, 3, 5]);
-    let header = Header::new(&[5, 3, 4], NiftiType::F32, &affine());
+    let header = Header::new(&[4, 3, 5], NiftiType::F32, &affine());
     for name in ["a.nii", "a.nii.gz"] {
         write(tmp(name), &header, &data).unwrap();
         let back = read(tmp(name)).unwrap();
@@ -41,10 +41,10 @@ fn f32_round_trip_nii_and_gz() {
 
 #[test]
 fn label_maps_round_trip_as_u8_and_i16_keeping_the_space() {
-    let reference = Header::new(&[3, 2, 2], NiftiType::F32, &affine());
+    let reference = Header::new(&[2, 2, 3], NiftiType::F32, &affine());
     let labels = Tensor::from_vec(vec![0u8, 1, 2, 1, 0, 2, 2, 2, 1, 0, 0, 1], &[2, 2, 3]).unwrap();
     for kind in [NiftiType::U8, NiftiType::I16] {
-        let header = reference.derive(&[3, 2, 2], kind);
+        let header = reference.derive(&[2, 2, 3], kind);
         let back = from_bytes(&to_bytes(&header, &labels).unwrap(), "mem").unwrap();
         assert_eq!(back.header.datatype, kind);
         assert_eq!(back.affine(), affine());
@@ -53,13 +53,22 @@ fn label_maps_round_trip_as_u8_and_i16_keeping_the_space() {
             labels.to_vec::<u8>().unwrap()
         );
     }
-    let err = to_bytes(&reference.derive(&[3, 2, 2], NiftiType::U8), &ramp(&[2, 2, 3])).unwrap_err();
+    let err = to_bytes(&reference.derive(&[2, 2, 3], NiftiType::U8), &ramp(&[2, 2, 3])).unwrap_err();
     assert!(err.to_string().contains("U8 holds whole numbers"), "{err}");
 }
 
 #[test]
+fn a_4d_file_of_one_volume_is_3d() {
+    let mut header = Header::new(&[2, 3, 4], NiftiType::F32, &affine());
+    header.dim.push(1);
+    let back = from_bytes(&to_bytes(&header, &ramp(&[2, 3, 4])).unwrap(), "mem").unwrap();
+    assert_eq!(back.header.dim, vec![4, 3, 2, 1]);
+    assert_eq!(back.data.shape(), &[2, 3, 4]);
+}
+
+#[test]
 fn four_d_volumes_keep_their_axes() {
-    let header = Header::new(&[2, 3, 4, 2], NiftiType::F64, &affine());
+    let header = Header::new(&[2, 4, 3, 2], NiftiType::F64, &affine());
     let data = ramp(&[2, 4, 3, 2]);
     let back = from_bytes(&to_bytes(&header, &data).unwrap(), "mem").unwrap();
     assert_eq!(back.data.to_vec::<f32>().unwrap(), data.to_vec::<f32>().unwrap());
@@ -67,7 +76,7 @@ fn four_d_volumes_keep_their_axes() {
 
 #[test]
 fn scaling_from_the_header_is_applied() {
-    let header = Header::new(&[2, 2, 1], NiftiType::I16, &affine());
+    let header = Header::new(&[1, 2, 2], NiftiType::I16, &affine());
     let data = Tensor::from_vec(vec![0f32, 1.0, -2.0, 100.0], &[1, 2, 2]).unwrap();
     let mut bytes = to_bytes(&header, &data).unwrap();
     bytes[112..116].copy_from_slice(&0.5f32.to_le_bytes());
@@ -75,12 +84,15 @@ fn scaling_from_the_header_is_applied() {
     let back = from_bytes(&bytes, "scaled").unwrap();
     assert_eq!(back.data.to_vec::<f32>().unwrap(), vec![10.0, 10.5, 9.0, 60.0]);
     assert_eq!(back.data.dtype(), DType::F32);
+    // vox_offset 0 in a single file means "right after the header", as nibabel reads it.
+    bytes[108..112].copy_from_slice(&0f32.to_le_bytes());
+    assert_eq!(from_bytes(&bytes, "offset0").unwrap().data.to_vec::<f32>().unwrap()[3], 60.0);
 }
 
 #[test]
 fn big_endian_files_are_read() {
     // A big-endian int16 file made by hand: header fields and voxels byte-swapped.
-    let header = Header::new(&[3, 1, 1], NiftiType::I16, &affine());
+    let header = Header::new(&[1, 1, 3], NiftiType::I16, &affine());
     let data = Tensor::from_vec(vec![1f32, -2.0, 300.0], &[1, 1, 3]).unwrap();
     let mut b = to_bytes(&header, &data).unwrap();
     let mut swap = |at: usize, n: usize| b[at..at + n].reverse();
@@ -118,7 +130,7 @@ fn truncated_and_mismatched_files_are_errors() {
     write(tmp("img.nii"), &header, &ramp(&[4, 4, 4])).unwrap();
     write(
         tmp("lab.nii"),
-        &header.derive(&[4, 4, 3], NiftiType::U8),
+        &header.derive(&[3, 4, 4], NiftiType::U8),
         &Tensor::zeros(&[3, 4, 4], DType::U8),
     )
     .unwrap();
