@@ -86,7 +86,10 @@ fn scaling_from_the_header_is_applied() {
     assert_eq!(back.data.dtype(), DType::F32);
     // vox_offset 0 in a single file means "right after the header", as nibabel reads it.
     bytes[108..112].copy_from_slice(&0f32.to_le_bytes());
-    assert_eq!(from_bytes(&bytes, "offset0").unwrap().data.to_vec::<f32>().unwrap()[3], 60.0);
+    assert_eq!(
+        from_bytes(&bytes, "offset0").unwrap().data.to_vec::<f32>().unwrap()[3],
+        60.0
+    );
 }
 
 #[test]
