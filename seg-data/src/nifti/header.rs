@@ -272,15 +272,7 @@ impl Header {
     /// trailing axes of size 1 past the third left out (`(Z, Y, X)` for a 3D file or a 4D one with one
     /// volume, `(T, Z, Y, X)` for a 4D file; a 2D file is `(1, Y, X)`).
     pub fn tensor_shape(&self) -> Vec<usize> {
-        let mut dim = self.dim.clone();
-        while dim.len() > 3 && dim.last() == Some(&1) {
-            dim.pop();
-        }
-        let mut shape: Vec<usize> = dim.iter().rev().copied().collect();
-        while shape.len() < 3 {
-            shape.insert(0, 1);
-        }
-        shape
+        canonical_shape(&self.dim.iter().rev().copied().collect::<Vec<_>>())
     }
 
     /// The number of voxels.
@@ -328,6 +320,18 @@ impl Header {
         put(344, b"n+1\0");
         b
     }
+}
+
+/// A tensor shape as a volume: leading axes of size 1 added up to rank 3, and dropped past rank 3.
+pub(crate) fn canonical_shape(shape: &[usize]) -> Vec<usize> {
+    let mut shape = shape.to_vec();
+    while shape.len() < 3 {
+        shape.insert(0, 1);
+    }
+    while shape.len() > 3 && shape[0] == 1 {
+        shape.remove(0);
+    }
+    shape
 }
 
 /// The rotation of unit quaternion `(a, b, c, d)` with `a = sqrt(1 - b² - c² - d²)` (NIfTI-1's

@@ -150,3 +150,56 @@ fn truncated_and_mismatched_files_are_errors() {
     .unwrap();
     assert!(read_pair(tmp("img.nii"), tmp("lab.nii")).is_ok());
 }
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const TYPES: [NiftiType; 9] = [
+        NiftiType::U8,
+        NiftiType::I8,
+        NiftiType::I16,
+        NiftiType::U16,
+        NiftiType::I32,
+        NiftiType::U32,
+        NiftiType::I64,
+        NiftiType::F32,
+        NiftiType::F64,
+    ];
+
+    proptest! {
+        #[test]
+        fn any_shape_type_and_affine_round_trips(
+            shape in prop::collection::vec(1usize..5, 3..5),
+            kind in 0usize..9,
+            seed in 0u64..1000,
+            offsets in prop::array::uniform3(-200.0f64..200.0),
+            spacing in prop::array::uniform3(0.2f64..4.0),
+        ) {
+            let kind = TYPES[kind];
+            let n = shape.iter().product::<usize>();
+            // Whole numbers in 0..100 fit every type; floats get fractions too.
+            let frac = if matches!(kind, NiftiType::F32 | NiftiType::F64) { 0.25 } else { 0.0 };
+            let values: Vec<f32> = (0..n).map(|i| ((i as u64 * 7 + seed) % 100) as f32 + frac).collect();
+            let data = Tensor::from_vec(values.clone(), &shape).unwrap();
+            let mut a = seg_data_affine(offsets, spacing);
+            a[0][1] = 0.1; // a little shear: the sform keeps it exactly
+            let header = Header::new(&shape, kind, &a);
+            let back = from_bytes(&to_bytes(&header, &data).unwrap(), "prop").unwrap();
+            prop_assert_eq!(back.data.shape(), &header::canonical_shape(&shape)[..]);
+            prop_assert_eq!(back.data.to_vec::<f32>().unwrap(), values);
+            let got = back.affine();
+            prop_assert!(got.iter().flatten().zip(a.iter().flatten()).all(|(x, y)| (x - y).abs() < 1e-4 * (1.0 + y.abs())));
+        }
+    }
+
+    fn seg_data_affine(offsets: [f64; 3], spacing: [f64; 3]) -> Affine {
+        let mut a = identity_affine();
+        for i in 0..3 {
+            a[i][i] = spacing[i];
+            a[i][3] = offsets[i];
+        }
+        a
+    }
+}
