@@ -94,7 +94,13 @@ impl Augment {
         let dims = out;
         if rng.chance(self.noise_prob) {
             let std = rng.range(self.noise_variance.0, self.noise_variance.1).sqrt();
-            image.iter_mut().for_each(|x| *x += (std * rng.normal()) as f32);
+            for pair in image.chunks_mut(2) {
+                let (a, b) = rng.normal_pair();
+                pair[0] += (std * a) as f32;
+                if let Some(x) = pair.get_mut(1) {
+                    *x += (std * b) as f32;
+                }
+            }
         }
         if rng.chance(self.gamma_prob) {
             let (lo, hi) = self.gamma_range;
@@ -355,6 +361,24 @@ mod tests {
             assert!(i.to_vec::<f32>().unwrap().iter().all(|&v| (v - 1.0).abs() < 1e-5));
             assert!(l.to_vec::<u8>().unwrap().iter().all(|&v| v == 1));
         }
+    }
+
+    #[test]
+    fn noise_has_the_drawn_variance() {
+        let dims = [16, 16, 17];
+        let zeros = Tensor::zeros(&dims, DType::F32);
+        let noisy = Augment {
+            flip_axes: [false; 3],
+            rotation_prob: 0.0,
+            scale_prob: 0.0,
+            noise_prob: 1.0,
+            noise_variance: (0.04, 0.04),
+            gamma_prob: 0.0,
+            ..Augment::default()
+        };
+        let (i, _) = noisy.apply(&zeros, &labels(dims), &mut Rng::new(3)).unwrap();
+        let (mean, std) = mean_std(&i.to_vec::<f32>().unwrap());
+        assert!(mean.abs() < 0.01 && (std - 0.2).abs() < 0.005, "{mean} {std}");
     }
 
     #[test]
