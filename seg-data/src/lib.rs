@@ -4,6 +4,7 @@
 //! - [`mni`]: the bundled MNI ICBM152 template and its grey/white-matter label map.
 //! - [`preprocess`]: nnU-Net's foreground z-score, resampling to a target spacing, cropping to the
 //!   nonzero bounding box.
+//! - [`pipeline`]: a case prepared in nnU-Net's order, and a prediction mapped back to the original grid.
 //! - [`patch`]: patch sampling with foreground oversampling and the held-out axial slab.
 //! - [`augment`]: seeded flips, rotation and scaling, gamma and Gaussian noise.
 //! - [`picture`]: PNG overlays of truth and prediction contours, and learning curves.
@@ -56,6 +57,7 @@ pub mod mni;
 pub mod nifti;
 pub mod patch;
 pub mod picture;
+pub mod pipeline;
 pub mod preprocess;
 mod rng;
 mod volume;
