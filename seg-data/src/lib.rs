@@ -1,6 +1,7 @@
 //! `seg-data`: the data side of training a 3D segmentation network on MRI.
 //!
 //! - [`nifti`]: NIfTI-1 reading and writing (`.nii`, `.nii.gz`), header, affine and spacing.
+//! - [`dataset`]: a folder of the user's images and label maps (nnU-Net's layout or a plain one).
 //! - [`mni`]: the bundled MNI ICBM152 template and its grey/white-matter label map.
 //! - [`preprocess`]: nnU-Net's foreground z-score, resampling to a target spacing, cropping to the
 //!   nonzero bounding box.
@@ -52,6 +53,7 @@
 //! ```
 
 pub mod augment;
+pub mod dataset;
 mod interp;
 pub mod mni;
 pub mod nifti;
