@@ -153,10 +153,10 @@ pub fn resize_labels(labels: &Tensor, shape: [usize; 3]) -> Result<Tensor> {
 
 /// Samples an output grid of shape `out` at [`source_coords`] with `sample`.
 fn resize<T: seg_tensor::Element>(dims: [usize; 3], out: [usize; 3], sample: impl Fn([f64; 3]) -> T) -> Result<Tensor> {
-    if out.contains(&0) {
+    if out.contains(&0) || dims.contains(&0) {
         return Err(Error::invalid(
             "resize",
-            format!("expected a nonempty output shape, found {out:?}"),
+            format!("expected nonempty shapes, found {dims:?} -> {out:?}"),
         ));
     }
     let [cz, cy, cx] = std::array::from_fn(|a| source_coords(dims[a], out[a]));
@@ -280,6 +280,7 @@ mod tests {
         assert_eq!(coarse.to_vec::<u8>().unwrap()[..2], [1, 3]);
         assert!(resample_image(&vol(vec![0.0; 24], dims), [1.0; 3], [0.0, 1.0, 1.0]).is_err());
         assert!(resize_labels(&labels, [0, 1, 1]).is_err());
+        assert!(resize_image(&Tensor::zeros(&[0, 2, 2], seg_tensor::DType::F32), [1, 1, 1]).is_err());
         let bbox = [1..2, 0..2, 1..4];
         let values: Vec<f32> = (0..24).map(|i| i as f32 + 1.0).collect();
         let back = uncrop(&crop(&vol(values.clone(), dims), &bbox).unwrap(), &bbox, dims).unwrap();

@@ -128,6 +128,12 @@ impl Header {
                 n => Err(format_error(path, format!("dim[{i}] must be at least 1, found {n}"))),
             })
             .collect::<Result<Vec<_>>>()?;
+        if dim.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).is_none() {
+            return Err(format_error(
+                path,
+                format!("dims {dim:?} hold more voxels than memory can"),
+            ));
+        }
         let datatype = NiftiType::from_code(f.i16(70), path)?;
         let vox_offset = match f.f32(108) {
             0.0 => 352.0, // as nibabel reads it
@@ -548,5 +554,8 @@ mod tests {
         let mut b = good;
         b[42..44].copy_from_slice(&0i16.to_le_bytes());
         assert!(err(&b).contains("dim[1] must be at least 1, found 0"));
+        (0..8).for_each(|i| b[40 + 2 * i..42 + 2 * i].copy_from_slice(&i16::MAX.to_le_bytes()));
+        b[40..42].copy_from_slice(&7i16.to_le_bytes());
+        assert!(err(&b).contains("more voxels than memory can"));
     }
 }

@@ -131,6 +131,12 @@ pub fn to_bytes(header: &Header, data: &Tensor) -> Result<Vec<u8>> {
             found: data.shape().to_vec(),
         });
     }
+    if let Some(n) = header.dim.iter().find(|&&n| n > i16::MAX as usize) {
+        return Err(Error::invalid(
+            "nifti::write",
+            format!("NIfTI-1 axes hold at most 32767 voxels, found {n}"),
+        ));
+    }
     let header = Header {
         vox_offset: HEADER_SIZE + 4,
         scl_slope: 1.0,

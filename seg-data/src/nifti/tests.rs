@@ -127,6 +127,11 @@ fn truncated_and_mismatched_files_are_errors() {
     assert!(err.contains("gzip"), "{err}");
     let err = read(tmp("missing.nii")).unwrap_err().to_string();
     assert!(err.contains("missing.nii"), "{err}");
+    let long = Header::new(&[1, 1, 40_000], NiftiType::U8, &affine());
+    let err = to_bytes(&long, &Tensor::zeros(&[1, 1, 40_000], DType::U8))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at most 32767 voxels, found 40000"), "{err}");
     let err = to_bytes(&header, &ramp(&[4, 4, 3])).unwrap_err().to_string();
     assert!(err.contains("[4, 4, 4]") && err.contains("[4, 4, 3]"), "{err}");
 
