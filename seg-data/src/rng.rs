@@ -40,11 +40,6 @@ impl Rng {
         self.uniform() < p
     }
 
-    /// Standard normal (the first of [`Rng::normal_pair`]).
-    pub fn normal(&mut self) -> f64 {
-        self.normal_pair().0
-    }
-
     /// Two independent standard normals by the Box-Muller transform: `r cos t` and `r sin t` with
     /// `r = sqrt(-2 ln u1)`, `t = 2 pi u2`.
     pub fn normal_pair(&mut self) -> (f64, f64) {
