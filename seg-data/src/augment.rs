@@ -119,9 +119,7 @@ impl Augment {
         }
         Ok((Tensor::from_vec(image, &dims)?, Tensor::from_vec(labels, &dims)?))
     }
-}
 
-impl Augment {
     /// The patch to sample so that [`Augment::apply_crop`] to `patch` stays inside it under any rotation
     /// and scaling this augmentation draws (as nnU-Net's `get_patch_size`): per axis, the largest extent
     /// `sum_j |M_ij| (patch_j - 1) + 1` of the sampled box over a grid of angles in `[-max, max]` and
