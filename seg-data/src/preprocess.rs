@@ -73,7 +73,8 @@ pub fn cropped_affine(affine: &Affine, bbox: &BoundingBox) -> Affine {
 /// Z-score normalisation (nnU-Net's `ZScoreNormalization` with `use_mask_for_norm`): inside the foreground
 /// `x' = (x - mean) / max(std, 1e-8)` with the mean and (population) standard deviation of the foreground,
 /// and 0 outside it. The foreground is `mask != 0` (a u8 tensor of the image's shape), or the nonzero
-/// voxels of the image when `mask` is `None`.
+/// voxels of the image when `mask` is `None` (then the same as MONAI's `NormalizeIntensity(nonzero=True)`,
+/// checked to 3e-7).
 pub fn zscore_foreground(image: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
     let (v, dims) = image_values(image, "zscore_foreground")?;
     let inside: Vec<bool> = match mask {
