@@ -1,7 +1,7 @@
 //! The data pipeline on the bundled MNI152 template, timed step by step: load, label map, crop, z-score,
-//! resample, the held-out axial slab, patches, augmentation; writes the label map as NIfTI, the overlay
-//! of the held-out slab (truth, and a "prediction" that is the truth resampled to 2 mm and back) and a
-//! learning curve as PNG.
+//! resample, the held-out axial slab, patches, augmentation. Writes the label map as NIfTI, and as PNG
+//! overlays of an augmented patch and of the held-out slab (truth, and a "prediction" that is the truth
+//! resampled to 2 mm and back), and a learning curve.
 //!
 //! `cargo run --release -p seg-data --example mni152 -- [OUT_DIR]` (default `target/mni152`).
 
@@ -18,7 +18,7 @@ fn main() -> seg_tensor::Result<()> {
     std::fs::create_dir_all(&out)?;
     let mut clock = Instant::now();
     let mut lap = |what: &str| {
-        println!("{what:<42} {:>8.1} ms", clock.elapsed().as_secs_f64() * 1e3);
+        println!("{what:<52} {:>8.1} ms", clock.elapsed().as_secs_f64() * 1e3);
         clock = Instant::now();
     };
 
@@ -45,21 +45,24 @@ fn main() -> seg_tensor::Result<()> {
         .iter()
         .map(|r| Ok((AxialSplit::slab(&image, r)?, AxialSplit::slab(&labels, r)?)))
         .collect::<seg_tensor::Result<_>>()?;
-    let mut sampler = PatchSampler::new(&train, [96, 96, 96], 0.33, 0)?;
-    lap("split + sampler (foreground index)");
-    let patches = sampler.batch(8)?;
-    lap("8 patches of 96^3");
+    // Patches of 64^3, drawn from a larger source box that rotations and scaling keep inside.
+    let patch = [64, 64, 64];
     let augment = Augment {
         flip_axes: [true, true, false],
         rotation_prob: 1.0,
         scale_prob: 1.0,
         ..Augment::default()
     };
+    let source = augment.source_shape(patch);
+    let mut sampler = PatchSampler::new(&train, source, 0.33, 0)?;
+    lap("split + sampler (foreground index)");
+    let patches = sampler.batch(8)?;
+    lap(&format!("8 source boxes of {source:?}"));
     let mut rng = Rng::new(0);
     let augmented = patches
         .iter()
         .map(|p| {
-            let (image, labels) = augment.apply(&p.image, &p.labels, &mut rng)?;
+            let (image, labels) = augment.apply_crop(&p.image, &p.labels, patch, &mut rng)?;
             Ok(seg_data::patch::Patch {
                 image,
                 labels,
@@ -67,11 +70,12 @@ fn main() -> seg_tensor::Result<()> {
             })
         })
         .collect::<seg_tensor::Result<Vec<_>>>()?;
-    lap("augment 8 patches (all rotated and scaled)");
+    lap("augment to 8 patches of 64^3 (all rotated+scaled)");
+    overlay(&augmented[0].image, &augmented[0].labels, None, &["GM", "WM"])?.save(out.join("patch.png"))?;
     let (batch, _) = stack(&augmented)?;
     println!("  batch {:?}", batch.shape());
 
-    let header = data.t1.header.derive(&data.t1.header.dim, NiftiType::U8);
+    let header = data.t1.header.derive(data.labels.shape(), NiftiType::U8);
     nifti::write(out.join("labels.nii.gz"), &header, &data.labels)?;
     lap("write the label map (.nii.gz)");
     let val_image = AxialSplit::slab(&image, &split.val)?;

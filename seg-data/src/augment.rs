@@ -48,10 +48,29 @@ impl Augment {
     /// Augments an f32 image patch and its u8 labels (same `(D, H, W)` shape), drawing every choice from
     /// `rng`: rotation/scaling (trilinear image, nearest labels, 0 outside), noise, gamma, then flips.
     pub fn apply(&self, image: &Tensor, labels: &Tensor, rng: &mut Rng) -> Result<(Tensor, Tensor)> {
+        self.apply_crop(image, labels, crate::volume::dims3(image, "Augment::apply")?, rng)
+    }
+
+    /// [`Augment::apply`] to a patch of shape `out` at the centre of a larger `image` (nnU-Net's way:
+    /// sample a patch of [`Augment::source_shape`], so that rotated and scaled patches are filled with
+    /// image rather than zeros). Without a rotation or scaling this is the centre crop
+    /// (offset `(in - out) / 2`, rounded down).
+    pub fn apply_crop(
+        &self,
+        image: &Tensor,
+        labels: &Tensor,
+        out: [usize; 3],
+        rng: &mut Rng,
+    ) -> Result<(Tensor, Tensor)> {
         let (image, dims) = image_values(image, "Augment::apply")?;
         let (labels, label_dims) = label_values(labels, "Augment::apply")?;
         same_dims("Augment::apply", dims, label_dims)?;
-        let (mut image, mut labels) = (image.into_owned(), labels.into_owned());
+        if (0..3).any(|a| out[a] == 0 || out[a] > dims[a]) {
+            return Err(Error::invalid(
+                "Augment::apply",
+                format!("an output patch {out:?} within the input {dims:?}"),
+            ));
+        }
         let rotate = rng.chance(self.rotation_prob);
         let angles = if rotate {
             [(); 3].map(|_| rng.range(-self.max_rotation, self.max_rotation))
@@ -63,14 +82,25 @@ impl Augment {
         } else {
             1.0
         };
-        if rotate || scale != 1.0 {
+        let (mut image, mut labels) = if rotate || scale != 1.0 || out != dims {
             let m = sampling_matrix(angles, scale);
-            image = transform(dims, &m, |p| trilinear(&image, dims, p));
-            labels = transform(dims, &m, |p| nearest(&labels, dims, p, 0));
-        }
+            (
+                transform(dims, out, &m, |p| trilinear(&image, dims, p)),
+                transform(dims, out, &m, |p| nearest(&labels, dims, p, 0)),
+            )
+        } else {
+            (image.into_owned(), labels.into_owned())
+        };
+        let dims = out;
         if rng.chance(self.noise_prob) {
             let std = rng.range(self.noise_variance.0, self.noise_variance.1).sqrt();
-            image.iter_mut().for_each(|x| *x += (std * rng.normal()) as f32);
+            for pair in image.chunks_mut(2) {
+                let (a, b) = rng.normal_pair();
+                pair[0] += (std * a) as f32;
+                if let Some(x) = pair.get_mut(1) {
+                    *x += (std * b) as f32;
+                }
+            }
         }
         if rng.chance(self.gamma_prob) {
             let (lo, hi) = self.gamma_range;
@@ -88,6 +118,36 @@ impl Augment {
             }
         }
         Ok((Tensor::from_vec(image, &dims)?, Tensor::from_vec(labels, &dims)?))
+    }
+
+    /// The patch to sample so that [`Augment::apply_crop`] to `patch` stays inside it under any rotation
+    /// and scaling this augmentation draws (as nnU-Net's `get_patch_size`): per axis, the largest extent
+    /// `sum_j |M_ij| (patch_j - 1) + 1` of the sampled box over a grid of angles in `[-max, max]` and
+    /// the largest scale, never below `patch`.
+    pub fn source_shape(&self, patch: [usize; 3]) -> [usize; 3] {
+        let steps = 8;
+        let angle = |k: usize| self.max_rotation * (2.0 * k as f64 / steps as f64 - 1.0);
+        let scale = if self.scale_prob > 0.0 {
+            self.scale_range.1.max(1.0)
+        } else {
+            1.0
+        };
+        let grid: Vec<[f64; 3]> = if self.rotation_prob > 0.0 && self.max_rotation != 0.0 {
+            (0..=steps)
+                .flat_map(|a| (0..=steps).flat_map(move |b| (0..=steps).map(move |c| [a, b, c].map(angle))))
+                .collect()
+        } else {
+            vec![[0.0; 3]]
+        };
+        let mut shape = patch;
+        for angles in grid {
+            let m = sampling_matrix(angles, scale);
+            for (i, s) in shape.iter_mut().enumerate() {
+                let extent: f64 = (0..3).map(|j| m[i][j].abs() * (patch[j] as f64 - 1.0)).sum::<f64>() + 1.0;
+                *s = (*s).max((extent - 1e-9).ceil() as usize);
+            }
+        }
+        shape
     }
 }
 
@@ -140,19 +200,21 @@ pub fn sampling_matrix(angles: [f64; 3], scale: f64) -> [[f64; 3]; 3] {
     mul(mul(rot(0, angles[0]), rot(1, angles[1])), rot(2, angles[2])).map(|row| row.map(|v| v * scale))
 }
 
-/// Samples a volume of shape `dims` at `c + M (o - c)` for every output voxel `o`, `c` the centre
-/// `(dims - 1) / 2`; the source point advances by M's last column along each output row.
-fn transform<T>(dims: [usize; 3], m: &[[f64; 3]; 3], sample: impl Fn([f64; 3]) -> T) -> Vec<T> {
-    let c = dims.map(|n| (n as f64 - 1.0) / 2.0);
-    let mut out = Vec::with_capacity(dims.iter().product());
-    for z in 0..dims[0] {
-        for y in 0..dims[1] {
+/// Samples a volume of shape `dims` at `s + c + M (o - c)` for every voxel `o` of an output of shape
+/// `out`, `c` the output's centre `(out - 1) / 2` and `s = (dims - out) / 2` (rounded down) the offset of
+/// the centred box; the source point advances by M's last column along each output row.
+fn transform<T>(dims: [usize; 3], out: [usize; 3], m: &[[f64; 3]; 3], sample: impl Fn([f64; 3]) -> T) -> Vec<T> {
+    let c = out.map(|n| (n as f64 - 1.0) / 2.0);
+    let centre: [f64; 3] = std::array::from_fn(|a| ((dims[a] - out[a]) / 2) as f64 + c[a]);
+    let mut values = Vec::with_capacity(out.iter().product());
+    for z in 0..out[0] {
+        for y in 0..out[1] {
             let (oz, oy, ox) = (z as f64 - c[0], y as f64 - c[1], -c[2]);
-            let start: [f64; 3] = std::array::from_fn(|i| c[i] + m[i][0] * oz + m[i][1] * oy + m[i][2] * ox);
-            out.extend((0..dims[2]).map(|x| sample(std::array::from_fn(|i| start[i] + m[i][2] * x as f64))));
+            let start: [f64; 3] = std::array::from_fn(|i| centre[i] + m[i][0] * oz + m[i][1] * oy + m[i][2] * ox);
+            values.extend((0..out[2]).map(|x| sample(std::array::from_fn(|i| start[i] + m[i][2] * x as f64))));
         }
     }
-    out
+    values
 }
 
 /// Gamma with the statistics kept (batchgenerators' `augment_gamma`, `retain_stats`):
@@ -227,8 +289,8 @@ mod tests {
         let quarter = sampling_matrix([std::f64::consts::FRAC_PI_2, 0.0, 0.0], 1.0);
         let (mut im, mut lb) = (image.to_vec::<f32>().unwrap(), lab.to_vec::<u8>().unwrap());
         for turn in 0..4 {
-            im = transform(dims, &quarter, |p| trilinear(&im, dims, p));
-            lb = transform(dims, &quarter, |p| nearest(&lb, dims, p, 0));
+            im = transform(dims, dims, &quarter, |p| trilinear(&im, dims, p));
+            lb = transform(dims, dims, &quarter, |p| nearest(&lb, dims, p, 0));
             let mut sorted = im.clone();
             sorted.sort_by(f32::total_cmp);
             let mut want = image.to_vec::<f32>().unwrap();
@@ -248,10 +310,73 @@ mod tests {
         let dims = [1, 1, 9];
         let x = Tensor::from_vec((0..9).map(|i| i as f32).collect::<Vec<_>>(), &dims).unwrap();
         let (v, _) = image_values(&x, "t").unwrap();
-        let out = transform(dims, &sampling_matrix([0.0; 3], 0.5), |p| trilinear(&v, dims, p));
+        let out = transform(dims, dims, &sampling_matrix([0.0; 3], 0.5), |p| trilinear(&v, dims, p));
         assert_eq!(out, vec![2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 5.5, 6.0]);
-        let out = transform(dims, &sampling_matrix([0.0; 3], 2.0), |p| trilinear(&v, dims, p));
+        let out = transform(dims, dims, &sampling_matrix([0.0; 3], 2.0), |p| trilinear(&v, dims, p));
         assert_eq!(out, vec![0.0, 0.0, 0.0, 2.0, 4.0, 6.0, 8.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn crops_from_a_larger_source() {
+        let dims = [6, 7, 8];
+        let (image, lab) = (ramp(dims), labels(dims));
+        let none = Augment {
+            flip_axes: [false; 3],
+            rotation_prob: 0.0,
+            scale_prob: 0.0,
+            noise_prob: 0.0,
+            gamma_prob: 0.0,
+            ..Augment::default()
+        };
+        let (i, l) = none.apply_crop(&image, &lab, [4, 4, 4], &mut Rng::new(0)).unwrap();
+        let want = crate::preprocess::crop(&image, &[1..5, 1..5, 2..6]).unwrap();
+        assert_eq!(i.to_vec::<f32>().unwrap(), want.to_vec::<f32>().unwrap());
+        let want = crate::preprocess::crop(&lab, &[1..5, 1..5, 2..6]).unwrap();
+        assert_eq!(l.to_vec::<u8>().unwrap(), want.to_vec::<u8>().unwrap());
+        assert!(none.apply_crop(&image, &lab, [7, 4, 4], &mut Rng::new(0)).is_err());
+
+        assert_eq!(none.source_shape([10, 20, 30]), [10, 20, 30]);
+        let scaled = Augment {
+            scale_prob: 1.0,
+            ..none.clone()
+        };
+        assert_eq!(scaled.source_shape([11, 21, 31]), [15, 29, 43]);
+        // A patch of 64^3 under up to 30 degrees about each axis and scale 1.4: about 2.3 times larger.
+        let s = Augment::default().source_shape([64, 64, 64]);
+        assert!(s.iter().all(|&n| (140..160).contains(&n)), "{s:?}");
+        // Rotated and scaled crops of a larger source have no zero corners.
+        let big = Tensor::full(&s, 1.0, seg_tensor::DType::F32);
+        let big_labels = Tensor::full(&s, 1.0, DType::U8);
+        let all = Augment {
+            rotation_prob: 1.0,
+            scale_prob: 1.0,
+            ..none
+        };
+        for seed in 0..4 {
+            let (i, l) = all
+                .apply_crop(&big, &big_labels, [64, 64, 64], &mut Rng::new(seed))
+                .unwrap();
+            assert!(i.to_vec::<f32>().unwrap().iter().all(|&v| (v - 1.0).abs() < 1e-5));
+            assert!(l.to_vec::<u8>().unwrap().iter().all(|&v| v == 1));
+        }
+    }
+
+    #[test]
+    fn noise_has_the_drawn_variance() {
+        let dims = [16, 16, 17];
+        let zeros = Tensor::zeros(&dims, DType::F32);
+        let noisy = Augment {
+            flip_axes: [false; 3],
+            rotation_prob: 0.0,
+            scale_prob: 0.0,
+            noise_prob: 1.0,
+            noise_variance: (0.04, 0.04),
+            gamma_prob: 0.0,
+            ..Augment::default()
+        };
+        let (i, _) = noisy.apply(&zeros, &labels(dims), &mut Rng::new(3)).unwrap();
+        let (mean, std) = mean_std(&i.to_vec::<f32>().unwrap());
+        assert!(mean.abs() < 0.01 && (std - 0.2).abs() < 0.005, "{mean} {std}");
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! `seg-data`: the data side of training a 3D segmentation network on MRI.
 //!
 //! - [`nifti`]: NIfTI-1 reading and writing (`.nii`, `.nii.gz`), header, affine and spacing.
+//! - [`dataset`]: a folder of the user's images and label maps (nnU-Net's layout or a plain one).
 //! - [`mni`]: the bundled MNI ICBM152 template and its grey/white-matter label map.
 //! - [`preprocess`]: nnU-Net's foreground z-score, resampling to a target spacing, cropping to the
 //!   nonzero bounding box.
+//! - [`pipeline`]: a case prepared in nnU-Net's order, and a prediction mapped back to the original grid.
 //! - [`patch`]: patch sampling with foreground oversampling and the held-out axial slab.
 //! - [`augment`]: seeded flips, rotation and scaling, gamma and Gaussian noise.
 //! - [`picture`]: PNG overlays of truth and prediction contours, and learning curves.
@@ -51,11 +53,13 @@
 //! ```
 
 pub mod augment;
+pub mod dataset;
 mod interp;
 pub mod mni;
 pub mod nifti;
 pub mod patch;
 pub mod picture;
+pub mod pipeline;
 pub mod preprocess;
 mod rng;
 mod volume;

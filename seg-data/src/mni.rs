@@ -117,7 +117,7 @@ mod tests {
         assert_eq!(labels[at(0, 0, 0)], BACKGROUND);
         // The label map survives a .nii.gz round trip with the template's space.
         let path = std::env::temp_dir().join(format!("seg-data-mni-labels-{}.nii.gz", std::process::id()));
-        let header = mni.t1.header.derive(&mni.t1.header.dim, nifti::NiftiType::U8);
+        let header = mni.t1.header.derive(mni.labels.shape(), nifti::NiftiType::U8);
         nifti::write(&path, &header, &mni.labels).unwrap();
         let back = nifti::read(&path).unwrap();
         std::fs::remove_file(&path).unwrap();

@@ -113,6 +113,12 @@ impl PatchSampler {
                 let (image, dims) = image_values(image, "PatchSampler")?;
                 let (labels, label_dims) = label_values(labels, "PatchSampler")?;
                 same_dims("PatchSampler", dims, label_dims)?;
+                if dims.contains(&0) || labels.len() > u32::MAX as usize {
+                    return Err(Error::invalid(
+                        "PatchSampler",
+                        format!("a case of 1 to 2^32 voxels, found {dims:?}"),
+                    ));
+                }
                 let mut by_class = vec![Vec::new(); 256];
                 labels
                     .iter()
@@ -223,6 +229,8 @@ pub fn stack(patches: &[Patch]) -> Result<(Tensor, Tensor)> {
 mod tests {
     use proptest::prelude::*;
 
+    use seg_tensor::DType;
+
     use super::*;
 
     /// A volume whose voxel value is its own linear index + 1, and labels 1 on one small cube.
@@ -300,6 +308,11 @@ mod tests {
         assert_eq!(images.shape(), &[2, 1, 6, 6, 6]);
         assert_eq!(labels.shape(), &[2, 1, 6, 6, 6]);
         assert!(PatchSampler::new(&[(cases[0].0.clone(), cases[1].1.clone())], [2, 2, 2], 0.3, 0).is_err());
+        let empty = (
+            Tensor::zeros(&[0, 2, 2], DType::F32),
+            Tensor::zeros(&[0, 2, 2], DType::U8),
+        );
+        assert!(PatchSampler::new(&[empty], [2, 2, 2], 0.3, 0).is_err());
     }
 
     /// The row-wise copy against a voxel-by-voxel reference.

@@ -40,11 +40,14 @@ impl Rng {
         self.uniform() < p
     }
 
-    /// Standard normal by the Box-Muller transform.
-    pub fn normal(&mut self) -> f64 {
+    /// Two independent standard normals by the Box-Muller transform: `r cos t` and `r sin t` with
+    /// `r = sqrt(-2 ln u1)`, `t = 2 pi u2`.
+    pub fn normal_pair(&mut self) -> (f64, f64) {
         let u1 = 1.0 - self.uniform(); // in (0, 1]
         let u2 = self.uniform();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+        let r = (-2.0 * u1.ln()).sqrt();
+        let (s, c) = (std::f64::consts::TAU * u2).sin_cos();
+        (r * c, r * s)
     }
 }
 
@@ -68,9 +71,11 @@ mod tests {
                 .all(|&c| (c as f64 - n as f64 / 7.0).abs() < 0.05 * n as f64),
             "{counts:?}"
         );
-        let xs: Vec<f64> = (0..n).map(|_| a.normal()).collect();
+        let xs: Vec<f64> = (0..n / 2).flat_map(|_| <[f64; 2]>::from(a.normal_pair())).collect();
         let m = xs.iter().sum::<f64>() / n as f64;
         let v = xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n as f64;
         assert!(m.abs() < 0.03 && (v - 1.0).abs() < 0.03, "{m} {v}");
+        let c = xs.chunks(2).map(|p| p[0] * p[1]).sum::<f64>() / (n / 2) as f64;
+        assert!(c.abs() < 0.03, "the two of a pair are uncorrelated: {c}");
     }
 }

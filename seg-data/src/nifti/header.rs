@@ -128,8 +128,17 @@ impl Header {
                 n => Err(format_error(path, format!("dim[{i}] must be at least 1, found {n}"))),
             })
             .collect::<Result<Vec<_>>>()?;
+        if dim.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).is_none() {
+            return Err(format_error(
+                path,
+                format!("dims {dim:?} hold more voxels than memory can"),
+            ));
+        }
         let datatype = NiftiType::from_code(f.i16(70), path)?;
-        let vox_offset = f.f32(108);
+        let vox_offset = match f.f32(108) {
+            0.0 => 352.0, // as nibabel reads it
+            v => v,
+        };
         if !(vox_offset >= 352.0 && vox_offset.fract() == 0.0) {
             return Err(format_error(
                 path,
@@ -159,11 +168,12 @@ impl Header {
         })
     }
 
-    /// A header for a volume with axis sizes `dim` (x fastest) of `datatype`, with `affine` as both its
-    /// sform and (its rotation part made a quaternion) its qform, codes 1 (scanner), units mm.
-    pub fn new(dim: &[usize], datatype: NiftiType, affine: &Affine) -> Self {
+    /// A header for a tensor of `shape` (`(D, H, W)`, or `(T, D, H, W)`; the file's dims are its reverse)
+    /// stored as `datatype`, with `affine` as both its sform and (its rotation part made a quaternion) its
+    /// qform, codes 1 (scanner), units mm.
+    pub fn new(shape: &[usize], datatype: NiftiType, affine: &Affine) -> Self {
         let mut header = Header {
-            dim: dim.to_vec(),
+            dim: shape.iter().rev().copied().collect(),
             pixdim: [1.0; 8],
             datatype,
             vox_offset: HEADER_SIZE + 4,
@@ -182,10 +192,11 @@ impl Header {
         header
     }
 
-    /// This header's space (affine, codes, units) for a volume of axis sizes `dim` stored as `datatype`.
-    pub fn derive(&self, dim: &[usize], datatype: NiftiType) -> Self {
+    /// This header's space (affine, codes, units) for a tensor of `shape` (as in [`Header::new`]) stored as
+    /// `datatype`.
+    pub fn derive(&self, shape: &[usize], datatype: NiftiType) -> Self {
         Header {
-            dim: dim.to_vec(),
+            dim: shape.iter().rev().copied().collect(),
             datatype,
             vox_offset: HEADER_SIZE + 4,
             scl_slope: 1.0,
@@ -263,14 +274,11 @@ impl Header {
         [z, y, x]
     }
 
-    /// The shape of the tensor holding the voxels: the axis sizes slowest first, at least three of them
-    /// (`(Z, Y, X)`, or `(T, Z, Y, X)` for a 4D file; a 2D file is `(1, Y, X)`).
+    /// The shape of the tensor holding the voxels: the axis sizes slowest first, at least three of them,
+    /// trailing axes of size 1 past the third left out (`(Z, Y, X)` for a 3D file or a 4D one with one
+    /// volume, `(T, Z, Y, X)` for a 4D file; a 2D file is `(1, Y, X)`).
     pub fn tensor_shape(&self) -> Vec<usize> {
-        let mut shape: Vec<usize> = self.dim.iter().rev().copied().collect();
-        while shape.len() < 3 {
-            shape.insert(0, 1);
-        }
-        shape
+        canonical_shape(&self.dim.iter().rev().copied().collect::<Vec<_>>())
     }
 
     /// The number of voxels.
@@ -318,6 +326,18 @@ impl Header {
         put(344, b"n+1\0");
         b
     }
+}
+
+/// A tensor shape as a volume: leading axes of size 1 added up to rank 3, and dropped past rank 3.
+pub(crate) fn canonical_shape(shape: &[usize]) -> Vec<usize> {
+    let mut shape = shape.to_vec();
+    while shape.len() < 3 {
+        shape.insert(0, 1);
+    }
+    while shape.len() > 3 && shape[0] == 1 {
+        shape.remove(0);
+    }
+    shape
 }
 
 /// The rotation of unit quaternion `(a, b, c, d)` with `a = sqrt(1 - b² - c² - d²)` (NIfTI-1's
@@ -471,7 +491,7 @@ mod tests {
 
     #[test]
     fn pixdim_fallback_and_bytes_round_trip() {
-        let mut h = Header::new(&[3, 4, 5, 2], NiftiType::I16, &rotated(true));
+        let mut h = Header::new(&[2, 5, 4, 3], NiftiType::I16, &rotated(true));
         h.descrip = "seg test".into();
         h.scl_slope = 2.0;
         let back = Header::parse(&h.to_bytes(), "mem").unwrap();
@@ -534,5 +554,8 @@ mod tests {
         let mut b = good;
         b[42..44].copy_from_slice(&0i16.to_le_bytes());
         assert!(err(&b).contains("dim[1] must be at least 1, found 0"));
+        (0..8).for_each(|i| b[40 + 2 * i..42 + 2 * i].copy_from_slice(&i16::MAX.to_le_bytes()));
+        b[40..42].copy_from_slice(&7i16.to_le_bytes());
+        assert!(err(&b).contains("more voxels than memory can"));
     }
 }

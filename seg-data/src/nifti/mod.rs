@@ -117,9 +117,10 @@ pub fn check_same_grid(image: &Header, image_path: &Path, other: &Header, other_
 }
 
 /// The bytes of a `.nii` file holding `data` (any dtype, values whole numbers in range for an integer
-/// `header.datatype`) with `header`'s space; `data`'s shape must be `header.tensor_shape()`.
+/// `header.datatype`) with `header`'s space; `data`'s shape must be `header.tensor_shape()` (up to
+/// leading axes of size 1).
 pub fn to_bytes(header: &Header, data: &Tensor) -> Result<Vec<u8>> {
-    if data.shape() != header.tensor_shape() {
+    if header::canonical_shape(data.shape()) != header.tensor_shape() {
         return Err(Error::ShapeMismatch {
             op: "nifti::write",
             expected: format!(
@@ -129,6 +130,12 @@ pub fn to_bytes(header: &Header, data: &Tensor) -> Result<Vec<u8>> {
             ),
             found: data.shape().to_vec(),
         });
+    }
+    if let Some(n) = header.dim.iter().find(|&&n| n > i16::MAX as usize) {
+        return Err(Error::invalid(
+            "nifti::write",
+            format!("NIfTI-1 axes hold at most 32767 voxels, found {n}"),
+        ));
     }
     let header = Header {
         vox_offset: HEADER_SIZE + 4,

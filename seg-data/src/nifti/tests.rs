@@ -25,7 +25,7 @@ fn ramp(shape: &[usize]) -> Tensor {
 #[test]
 fn f32_round_trip_nii_and_gz() {
     let data = ramp(&[4, 3, 5]);
-    let header = Header::new(&[5, 3, 4], NiftiType::F32, &affine());
+    let header = Header::new(&[4, 3, 5], NiftiType::F32, &affine());
     for name in ["a.nii", "a.nii.gz"] {
         write(tmp(name), &header, &data).unwrap();
         let back = read(tmp(name)).unwrap();
@@ -41,10 +41,10 @@ fn f32_round_trip_nii_and_gz() {
 
 #[test]
 fn label_maps_round_trip_as_u8_and_i16_keeping_the_space() {
-    let reference = Header::new(&[3, 2, 2], NiftiType::F32, &affine());
+    let reference = Header::new(&[2, 2, 3], NiftiType::F32, &affine());
     let labels = Tensor::from_vec(vec![0u8, 1, 2, 1, 0, 2, 2, 2, 1, 0, 0, 1], &[2, 2, 3]).unwrap();
     for kind in [NiftiType::U8, NiftiType::I16] {
-        let header = reference.derive(&[3, 2, 2], kind);
+        let header = reference.derive(&[2, 2, 3], kind);
         let back = from_bytes(&to_bytes(&header, &labels).unwrap(), "mem").unwrap();
         assert_eq!(back.header.datatype, kind);
         assert_eq!(back.affine(), affine());
@@ -53,13 +53,22 @@ fn label_maps_round_trip_as_u8_and_i16_keeping_the_space() {
             labels.to_vec::<u8>().unwrap()
         );
     }
-    let err = to_bytes(&reference.derive(&[3, 2, 2], NiftiType::U8), &ramp(&[2, 2, 3])).unwrap_err();
+    let err = to_bytes(&reference.derive(&[2, 2, 3], NiftiType::U8), &ramp(&[2, 2, 3])).unwrap_err();
     assert!(err.to_string().contains("U8 holds whole numbers"), "{err}");
 }
 
 #[test]
+fn a_4d_file_of_one_volume_is_3d() {
+    let mut header = Header::new(&[2, 3, 4], NiftiType::F32, &affine());
+    header.dim.push(1);
+    let back = from_bytes(&to_bytes(&header, &ramp(&[2, 3, 4])).unwrap(), "mem").unwrap();
+    assert_eq!(back.header.dim, vec![4, 3, 2, 1]);
+    assert_eq!(back.data.shape(), &[2, 3, 4]);
+}
+
+#[test]
 fn four_d_volumes_keep_their_axes() {
-    let header = Header::new(&[2, 3, 4, 2], NiftiType::F64, &affine());
+    let header = Header::new(&[2, 4, 3, 2], NiftiType::F64, &affine());
     let data = ramp(&[2, 4, 3, 2]);
     let back = from_bytes(&to_bytes(&header, &data).unwrap(), "mem").unwrap();
     assert_eq!(back.data.to_vec::<f32>().unwrap(), data.to_vec::<f32>().unwrap());
@@ -67,7 +76,7 @@ fn four_d_volumes_keep_their_axes() {
 
 #[test]
 fn scaling_from_the_header_is_applied() {
-    let header = Header::new(&[2, 2, 1], NiftiType::I16, &affine());
+    let header = Header::new(&[1, 2, 2], NiftiType::I16, &affine());
     let data = Tensor::from_vec(vec![0f32, 1.0, -2.0, 100.0], &[1, 2, 2]).unwrap();
     let mut bytes = to_bytes(&header, &data).unwrap();
     bytes[112..116].copy_from_slice(&0.5f32.to_le_bytes());
@@ -75,12 +84,18 @@ fn scaling_from_the_header_is_applied() {
     let back = from_bytes(&bytes, "scaled").unwrap();
     assert_eq!(back.data.to_vec::<f32>().unwrap(), vec![10.0, 10.5, 9.0, 60.0]);
     assert_eq!(back.data.dtype(), DType::F32);
+    // vox_offset 0 in a single file means "right after the header", as nibabel reads it.
+    bytes[108..112].copy_from_slice(&0f32.to_le_bytes());
+    assert_eq!(
+        from_bytes(&bytes, "offset0").unwrap().data.to_vec::<f32>().unwrap()[3],
+        60.0
+    );
 }
 
 #[test]
 fn big_endian_files_are_read() {
     // A big-endian int16 file made by hand: header fields and voxels byte-swapped.
-    let header = Header::new(&[3, 1, 1], NiftiType::I16, &affine());
+    let header = Header::new(&[1, 1, 3], NiftiType::I16, &affine());
     let data = Tensor::from_vec(vec![1f32, -2.0, 300.0], &[1, 1, 3]).unwrap();
     let mut b = to_bytes(&header, &data).unwrap();
     let mut swap = |at: usize, n: usize| b[at..at + n].reverse();
@@ -112,13 +127,18 @@ fn truncated_and_mismatched_files_are_errors() {
     assert!(err.contains("gzip"), "{err}");
     let err = read(tmp("missing.nii")).unwrap_err().to_string();
     assert!(err.contains("missing.nii"), "{err}");
+    let long = Header::new(&[1, 1, 40_000], NiftiType::U8, &affine());
+    let err = to_bytes(&long, &Tensor::zeros(&[1, 1, 40_000], DType::U8))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("at most 32767 voxels, found 40000"), "{err}");
     let err = to_bytes(&header, &ramp(&[4, 4, 3])).unwrap_err().to_string();
     assert!(err.contains("[4, 4, 4]") && err.contains("[4, 4, 3]"), "{err}");
 
     write(tmp("img.nii"), &header, &ramp(&[4, 4, 4])).unwrap();
     write(
         tmp("lab.nii"),
-        &header.derive(&[4, 4, 3], NiftiType::U8),
+        &header.derive(&[3, 4, 4], NiftiType::U8),
         &Tensor::zeros(&[3, 4, 4], DType::U8),
     )
     .unwrap();
@@ -134,4 +154,57 @@ fn truncated_and_mismatched_files_are_errors() {
     )
     .unwrap();
     assert!(read_pair(tmp("img.nii"), tmp("lab.nii")).is_ok());
+}
+
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    const TYPES: [NiftiType; 9] = [
+        NiftiType::U8,
+        NiftiType::I8,
+        NiftiType::I16,
+        NiftiType::U16,
+        NiftiType::I32,
+        NiftiType::U32,
+        NiftiType::I64,
+        NiftiType::F32,
+        NiftiType::F64,
+    ];
+
+    proptest! {
+        #[test]
+        fn any_shape_type_and_affine_round_trips(
+            shape in prop::collection::vec(1usize..5, 3..5),
+            kind in 0usize..9,
+            seed in 0u64..1000,
+            offsets in prop::array::uniform3(-200.0f64..200.0),
+            spacing in prop::array::uniform3(0.2f64..4.0),
+        ) {
+            let kind = TYPES[kind];
+            let n = shape.iter().product::<usize>();
+            // Whole numbers in 0..100 fit every type; floats get fractions too.
+            let frac = if matches!(kind, NiftiType::F32 | NiftiType::F64) { 0.25 } else { 0.0 };
+            let values: Vec<f32> = (0..n).map(|i| ((i as u64 * 7 + seed) % 100) as f32 + frac).collect();
+            let data = Tensor::from_vec(values.clone(), &shape).unwrap();
+            let mut a = seg_data_affine(offsets, spacing);
+            a[0][1] = 0.1; // a little shear: the sform keeps it exactly
+            let header = Header::new(&shape, kind, &a);
+            let back = from_bytes(&to_bytes(&header, &data).unwrap(), "prop").unwrap();
+            prop_assert_eq!(back.data.shape(), &header::canonical_shape(&shape)[..]);
+            prop_assert_eq!(back.data.to_vec::<f32>().unwrap(), values);
+            let got = back.affine();
+            prop_assert!(got.iter().flatten().zip(a.iter().flatten()).all(|(x, y)| (x - y).abs() < 1e-4 * (1.0 + y.abs())));
+        }
+    }
+
+    fn seg_data_affine(offsets: [f64; 3], spacing: [f64; 3]) -> Affine {
+        let mut a = identity_affine();
+        for i in 0..3 {
+            a[i][i] = spacing[i];
+            a[i][3] = offsets[i];
+        }
+        a
+    }
 }
