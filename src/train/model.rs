@@ -95,8 +95,8 @@ impl ModelSpec {
 
 /// A network `seg train` trains.
 pub enum Model {
-    UNet(BasicUNet),
-    PlainUNet(PlainConvUNet),
+    UNet(Box<BasicUNet>),
+    PlainUNet(Box<PlainConvUNet>),
 }
 
 impl Model {
@@ -105,11 +105,11 @@ impl Model {
             ModelKind::UNet => {
                 let mut config = BasicUNetConfig::new(3, spec.in_channels, spec.classes);
                 config.features = spec.features;
-                Model::UNet(BasicUNet::new(config, seed)?)
+                Model::UNet(Box::new(BasicUNet::new(config, seed)?))
             }
             ModelKind::PlainUNet => {
                 let plan = seg_models::plan::plan(spec.in_channels, spec.classes, &spec.patch, &spec.spacing, false)?;
-                Model::PlainUNet(PlainConvUNet::new(plan.config, seed)?)
+                Model::PlainUNet(Box::new(PlainConvUNet::new(plan.config, seed)?))
             }
         })
     }
@@ -128,15 +128,15 @@ impl Model {
 
     pub fn module(&self) -> &dyn Module {
         match self {
-            Model::UNet(net) => net,
-            Model::PlainUNet(net) => net,
+            Model::UNet(net) => net.as_ref(),
+            Model::PlainUNet(net) => net.as_ref(),
         }
     }
 
     pub fn module_mut(&mut self) -> &mut dyn Module {
         match self {
-            Model::UNet(net) => net,
-            Model::PlainUNet(net) => net,
+            Model::UNet(net) => net.as_mut(),
+            Model::PlainUNet(net) => net.as_mut(),
         }
     }
 }
