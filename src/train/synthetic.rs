@@ -39,7 +39,7 @@ pub fn spheres_and_boxes(size: usize, objects: usize, noise: f64, seed: u64) -> 
     }
     let image: Vec<f32> = labels
         .iter()
-        .map(|&l| (f64::from(l) + noise * rng.normal()) as f32)
+        .map(|&l| (f64::from(l) + noise * rng.normal_pair().0) as f32)
         .collect();
     Ok((
         Tensor::from_vec(image, &[size, size, size])?,
