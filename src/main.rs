@@ -3,6 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod cli;
+
 use clap::{Parser, Subcommand};
 use seg::conformance::{self, Outcome};
 
@@ -15,8 +17,13 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Train a 3D segmentation network on the bundled MNI152 brain MRI (grey/white matter).
-    Train,
+    /// Train a 3D segmentation network on the bundled MNI152 brain MRI (grey/white matter) or your own
+    /// NIfTI data.
+    Train(cli::train::TrainArgs),
+    /// Segment a NIfTI image with a trained checkpoint.
+    Infer(cli::infer::InferArgs),
+    /// Compare two NIfTI label maps: Dice, IoU, HD95, ASSD, Betti-number errors.
+    Eval(cli::eval::EvalArgs),
     /// Check every op against the PyTorch/MONAI reference cases (*.safetensors) in DIR.
     Conformance {
         /// Directory of fixture files.
@@ -28,20 +35,26 @@ enum Command {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
-        Command::Train => {
-            eprintln!(
-                "seg train will train a 3D U-Net on the bundled MNI152 T1 volume (grey/white matter, held-out \
-                 axial slab) and report Dice, HD95 and ASSD.\nIt is not built yet: the networks, losses and the \
-                 NIfTI pipeline land with their own issues. Nothing was trained."
-            );
-            ExitCode::from(2)
-        }
+        Command::Train(args) => report(cli::train::run(&args)),
+        Command::Infer(args) => report(cli::infer::run(&args)),
+        Command::Eval(args) => report(cli::eval::run(&args)),
         Command::Conformance { dir } => run_conformance(&dir),
         Command::Info => {
             println!("seg {}", env!("CARGO_PKG_VERSION"));
             println!("threads: {}", available_threads());
             println!("cpu features: {}", cpu_features().join(" "));
             ExitCode::SUCCESS
+        }
+    }
+}
+
+/// Exit status of a job: errors are printed, never panics.
+fn report(result: seg::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
         }
     }
 }

@@ -1,0 +1,324 @@
+//! `seg train`: a 3D segmentation network trained on the bundled MNI152 brain MRI (grey and white
+//! matter, a held-out axial slab) or on a folder of the user's NIfTI images and label maps.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::Args;
+use indicatif::{ProgressBar, ProgressStyle};
+use seg::data::augment::Augment;
+use seg::data::patch::AxialSplit;
+use seg::data::picture::{learning_curve, overlay};
+use seg::data::{dataset, mni, pipeline};
+use seg::nn::checkpoint::{load_checkpoint, save_checkpoint};
+use seg::train::{
+    evaluate, fit, labels_of, predict_logits, EpochReport, Model, ModelKind, ModelSpec, Observer, OptimizerKind,
+    TrainConfig, TrainData,
+};
+use seg::{Error, Result, Tensor};
+
+use super::{metrics_table, parse_triple};
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Network: unet (MONAI BasicUNet), plain-unet (nnU-Net), swin-unetr, mamba-unet.
+    #[arg(long, default_value = "unet")]
+    model: String,
+    /// cpu or cuda.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    #[arg(long, default_value_t = 8)]
+    epochs: usize,
+    #[arg(long, default_value_t = 25)]
+    steps_per_epoch: usize,
+    #[arg(long, default_value_t = 2)]
+    batch_size: usize,
+    /// Patch size: one number or D,H,W.
+    #[arg(long, default_value = "64")]
+    patch: String,
+    /// Voxel spacing (mm) the data is resampled to: one number or D,H,W.
+    #[arg(long, default_value = "1.5")]
+    spacing: String,
+    /// Learning rate (default: 0.01 for sgd, 0.002 for adamw).
+    #[arg(long)]
+    lr: Option<f64>,
+    /// sgd (nnU-Net's: momentum 0.99, Nesterov, poly schedule) or adamw (warmup + cosine).
+    #[arg(long, default_value = "sgd")]
+    optimizer: String,
+    /// BasicUNet features: six numbers.
+    #[arg(long, default_value = "16,16,32,64,128,16")]
+    features: String,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// A folder of your own data: imagesTr/ + labelsTr/ (nnU-Net) or images/ + labels/. Default: the
+    /// bundled MNI152 template.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Where the checkpoints, log and pictures go.
+    #[arg(long, default_value = "runs/train")]
+    out: PathBuf,
+}
+
+/// Where a run's files go.
+struct RunFiles {
+    dir: PathBuf,
+}
+
+impl RunFiles {
+    fn best(&self) -> PathBuf {
+        self.dir.join("best.safetensors")
+    }
+    fn last(&self) -> PathBuf {
+        self.dir.join("last.safetensors")
+    }
+}
+
+/// The progress bar of each epoch, the log, and the best checkpoint.
+struct Progress {
+    bar: ProgressBar,
+    steps: usize,
+    epochs: usize,
+    started: Instant,
+    files: RunFiles,
+    spec: ModelSpec,
+    log: File,
+    best: f64,
+    class_names: Vec<String>,
+}
+
+impl Progress {
+    fn new_bar(&self, epoch: usize) -> ProgressBar {
+        let bar = ProgressBar::new(self.steps as u64);
+        bar.set_style(
+            ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg} ({elapsed}, eta {eta})")
+                .expect("a valid template")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(format!("{}/{}", epoch + 1, self.epochs));
+        bar
+    }
+}
+
+impl Observer for Progress {
+    fn step(&mut self, _epoch: usize, step: usize, loss: f64, lr: f64) {
+        if step == 0 {
+            self.started = Instant::now();
+        }
+        let per_step = self.started.elapsed().as_secs_f64() / (step + 1) as f64;
+        self.bar
+            .set_message(format!("loss {loss:.3} lr {lr:.1e} {per_step:.2} s/step"));
+        self.bar.inc(1);
+    }
+
+    fn epoch(&mut self, r: &EpochReport, model: &Model) -> Result<()> {
+        self.bar.finish_and_clear();
+        let dice: Vec<String> = self
+            .class_names
+            .iter()
+            .zip(&r.val.dice)
+            .map(|(name, d)| format!("{name} {d:.3}"))
+            .collect();
+        let mean = r.val.mean_dice();
+        let improved = mean > self.best || self.best.is_nan();
+        println!(
+            "epoch {:>3}: loss {:.4}  val Dice {} (mean {mean:.3}){}  {:.0} s + {:.0} s val, {:.2} Mvox/s",
+            r.epoch + 1,
+            r.train_loss,
+            dice.join(", "),
+            if improved { " *" } else { "" },
+            r.train_seconds,
+            r.val_seconds,
+            r.voxels_per_second / 1e6
+        );
+        let line = serde_json::json!({
+            "epoch": r.epoch + 1, "train_loss": r.train_loss, "lr": r.lr, "val_dice": r.val.dice,
+            "val_hd95": r.val.hd95, "val_assd": r.val.assd, "train_seconds": r.train_seconds,
+            "val_seconds": r.val_seconds, "voxels_per_second": r.voxels_per_second,
+        });
+        writeln!(self.log, "{line}")?;
+        let meta = self.spec.to_metadata();
+        save_checkpoint(model.module(), &self.files.last(), &meta)?;
+        if improved {
+            self.best = mean;
+            save_checkpoint(model.module(), &self.files.best(), &meta)?;
+        }
+        self.bar = self.new_bar(r.epoch + 1);
+        Ok(())
+    }
+}
+
+/// The training volumes and the held-out one, prepared (cropped, z-scored, resampled), with the
+/// class names: the MNI152 template split along its axial axis, or the user's folder (the last case
+/// held out, or an axial slab of a single case).
+fn load_data(data: Option<&Path>, spacing: [f64; 3]) -> Result<TrainData> {
+    let (cases, class_names): (Vec<(Tensor, Tensor, [f64; 3])>, Vec<String>) = match data {
+        None => {
+            let m = mni::load(mni::default_dir())?;
+            (
+                vec![(m.t1.data.clone(), m.labels.clone(), m.t1.spacing())],
+                vec!["GM".into(), "WM".into()],
+            )
+        }
+        Some(dir) => {
+            let cases = dataset::load_folder(dir)?;
+            let classes = cases
+                .iter()
+                .map(|c| c.labels.max_dim(0, false).and_then(|m| m.0.item()))
+                .try_fold(0.0f64, |m, v: Result<f64>| Ok::<f64, Error>(m.max(v?)))? as usize;
+            let names = (1..=classes.max(1)).map(|c| format!("class {c}")).collect();
+            (
+                cases
+                    .into_iter()
+                    .map(|c| (c.image.data.clone(), c.labels, c.image.spacing()))
+                    .collect(),
+                names,
+            )
+        }
+    };
+    let prepared: Vec<(Tensor, Tensor)> = cases
+        .iter()
+        .map(|(image, labels, from)| {
+            let p = pipeline::prepare(image, Some(labels), *from, Some(spacing))?;
+            Ok((p.image, p.labels.expect("labels were given")))
+        })
+        .collect::<Result<_>>()?;
+    let (train, val) = if prepared.len() == 1 {
+        let (image, labels) = &prepared[0];
+        let split = AxialSplit::new(image.shape()[0], 0.55, 0.2)?;
+        let slab = |r: &std::ops::Range<usize>| Ok((AxialSplit::slab(image, r)?, AxialSplit::slab(labels, r)?));
+        (
+            split.train.iter().map(slab).collect::<Result<Vec<_>>>()?,
+            slab(&split.val)?,
+        )
+    } else {
+        let mut train = prepared;
+        let val = train.pop().expect("two or more cases");
+        (train, val)
+    };
+    Ok(TrainData {
+        train,
+        val,
+        spacing,
+        class_names,
+    })
+}
+
+pub fn run(args: &TrainArgs) -> Result<()> {
+    if args.device != "cpu" {
+        return Err(Error::invalid(
+            "train",
+            format!(
+                "device {:?}: only the cpu device is built so far (CUDA comes with its own issue)",
+                args.device
+            ),
+        ));
+    }
+    let kind = ModelKind::parse(&args.model)?;
+    let optimizer = OptimizerKind::parse(&args.optimizer)?;
+    let patch = parse_triple::<usize>("patch", &args.patch)?;
+    let spacing = parse_triple::<f64>("spacing", &args.spacing)?;
+    let features: [usize; 6] = args
+        .features
+        .split(',')
+        .map(|f| f.trim().parse::<usize>())
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| {
+            Error::invalid(
+                "train",
+                format!("--features needs six numbers, found {:?}", args.features),
+            )
+        })?;
+    if args.epochs == 0 || args.steps_per_epoch == 0 || args.batch_size == 0 {
+        return Err(Error::invalid(
+            "train",
+            "epochs, steps per epoch and batch size must be positive",
+        ));
+    }
+
+    let loading = Instant::now();
+    let data = load_data(args.data.as_deref(), spacing)?;
+    let classes = data.class_names.len() + 1;
+    println!(
+        "data: {} training volume(s) {:?}, held-out {:?} at {spacing:?} mm ({:.1} s)",
+        data.train.len(),
+        data.train.iter().map(|t| t.0.shape().to_vec()).collect::<Vec<_>>(),
+        data.val.0.shape(),
+        loading.elapsed().as_secs_f64()
+    );
+    let spec = ModelSpec {
+        kind,
+        in_channels: 1,
+        classes,
+        features,
+        patch,
+        spacing,
+    };
+    let mut model = Model::new(&spec, args.seed)?;
+    println!(
+        "model: {} with {} parameters; {} epochs of {} steps, batch {}, patch {patch:?}, {:?}",
+        kind.name(),
+        model.module().num_parameters(),
+        args.epochs,
+        args.steps_per_epoch,
+        args.batch_size,
+        optimizer
+    );
+    let config = TrainConfig {
+        epochs: args.epochs,
+        steps_per_epoch: args.steps_per_epoch,
+        batch_size: args.batch_size,
+        lr: args.lr.unwrap_or(match optimizer {
+            OptimizerKind::Sgd => 1e-2,
+            OptimizerKind::AdamW => 2e-3,
+        }),
+        optimizer,
+        patch,
+        oversample: 0.33,
+        // Left-right flips only: the brain's left-right mirror is anatomically plausible.
+        augment: Augment {
+            flip_axes: [false, false, true],
+            ..Augment::default()
+        },
+        overlap: 0.25,
+        seed: args.seed,
+    };
+    std::fs::create_dir_all(&args.out)?;
+    let files = RunFiles { dir: args.out.clone() };
+    let mut progress = Progress {
+        bar: ProgressBar::hidden(),
+        steps: args.steps_per_epoch,
+        epochs: args.epochs,
+        started: Instant::now(),
+        files,
+        spec: spec.clone(),
+        log: File::create(args.out.join("log.jsonl"))?,
+        best: f64::NAN,
+        class_names: data.class_names.clone(),
+    };
+    progress.bar = progress.new_bar(0);
+    let started = Instant::now();
+    let reports = fit(&mut model, &data, &config, &mut progress)?;
+    progress.bar.finish_and_clear();
+    println!("trained in {:.0} s", started.elapsed().as_secs_f64());
+
+    // The held-out result of the best checkpoint, with flip test-time augmentation.
+    load_checkpoint(model.module_mut(), &progress.files.best(), true)?;
+    let prediction = seg::no_grad(|| labels_of(&predict_logits(&model, &data.val.0, patch, 0.5, true)?))?;
+    let metrics = evaluate(&prediction, &data.val.1, classes, spacing)?;
+    let loss: Vec<f64> = reports.iter().map(|r| r.train_loss).collect();
+    let dice: Vec<f64> = reports.iter().map(|r| r.val.mean_dice()).collect();
+    learning_curve(&loss, &dice)?.save(args.out.join("learning_curve.png"))?;
+    let names: Vec<&str> = data.class_names.iter().map(String::as_str).collect();
+    overlay(&data.val.0, &data.val.1, Some(&prediction), &names)?.save(args.out.join("overlay.png"))?;
+    println!(
+        "wrote {} (best.safetensors, last.safetensors, log.jsonl, learning_curve.png, overlay.png)",
+        args.out.display()
+    );
+    println!("held-out mean Dice ({}): {:.3}", names.join(", "), metrics.mean_dice());
+    print!("{}", metrics_table(&names, &metrics));
+    Ok(())
+}
