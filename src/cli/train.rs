@@ -153,7 +153,9 @@ impl Observer for Progress {
 /// class names: the MNI152 template split along its axial axis, or the user's folder (the last case
 /// held out, or an axial slab of a single case).
 fn load_data(data: Option<&Path>, spacing: [f64; 3]) -> Result<TrainData> {
-    let (cases, class_names): (Vec<(Tensor, Tensor, [f64; 3])>, Vec<String>) = match data {
+    /// An image, its labels and its spacing.
+    type Volume = (Tensor, Tensor, [f64; 3]);
+    let (cases, class_names): (Vec<Volume>, Vec<String>) = match data {
         None => {
             let m = mni::load(mni::default_dir())?;
             (
