@@ -67,6 +67,25 @@ def loss_cases():
         loss_case("dice_focal", 4, 64, lambda: L.DiceFocalLoss(softmax=True, to_onehot_y=True)),
         loss_case("soft_dice_cldice", 2, 64, lambda: L.SoftDiceclDiceLoss(softmax=True, to_onehot_y=True)),
     ]
+def hd95_pair(s):
+    """One-hot (1, 2, s, s, s) masks of two wavy balls, as `wavy_ball_pair` in seg-bench."""
+    z, y, x = torch.meshgrid(*[torch.arange(s, dtype=torch.float64)] * 3, indexing="ij")
+
+    def ball(radius, waves, shift):
+        r = ((z - s / 2 - shift) ** 2 + (y - s / 2) ** 2 + (x - s / 2 + shift) ** 2).sqrt()
+        wave = 1 + 0.08 * torch.sin(waves * x / s) * torch.cos(waves * y / s)
+        fg = (r < radius * s * wave).float()
+        return torch.stack([1 - fg, fg])[None]
+
+    return ball(0.3, 5.0, 0.03 * s), ball(0.32, 3.0, 0.0)
+
+
+def hd95_case(s):
+    from monai.metrics import HausdorffDistanceMetric
+
+    pred, truth = hd95_pair(s)
+    metric = HausdorffDistanceMetric(include_background=False, percentile=95)
+    return f"hd95_s{s}", None, lambda: metric(pred, truth)
 
 
 def main():
@@ -77,6 +96,7 @@ def main():
     torch.set_num_threads(args.threads)
     cases = [matmul_case(1024), matmul_case(2048), instance_norm_case(32, 64, False), instance_norm_case(32, 64, True)]
     cases += loss_cases()
+    cases.append(hd95_case(128))
     for name, gflop, body in cases:
         if args.only in name:
             print(json.dumps({"name": name, "ms": round(measure(body), 3), "gflop": gflop}), flush=True)

@@ -46,6 +46,10 @@ const IMPLEMENTED: &[&str] = &[
     "group_norm",
     "layer_norm",
     "batch_norm",
+    "optimizer",
+    "basic_unet",
+    "plain_conv_unet",
+    "sliding_window_inference",
     "dice_loss",
     "generalized_dice_loss",
     "dice_ce_loss",
@@ -55,7 +59,18 @@ const IMPLEMENTED: &[&str] = &[
     "soft_cldice_loss",
     "soft_dice_cldice_loss",
     "poly_dice_loss",
+    "metrics",
+    "betti_numbers",
+    "persistence_cubical",
 ];
+
+/// Shared cases that no float implementation can pass, and why. `basic_unet_2d` holds the gradients
+/// of the convolution biases ahead of instance norm, which are exactly zero (the norm subtracts the
+/// mean); its float64 references are round-off of norm ~1e-13, below the 1e-12 floor of the relative
+/// criterion, so any value but that same noise fails (PyTorch's own float32 run misses them by a
+/// relative 1e8). Everything else in the case, forward and all other gradients, must pass: every
+/// failure the runner lists must be a conv bias's gradient.
+const ROUND_OFF_REFERENCES: &[&str] = &["basic_unet_2d"];
 
 #[test]
 fn every_case_of_an_implemented_op_passes() {
@@ -69,7 +84,12 @@ fn every_case_of_an_implemented_op_passes() {
     );
     let mut checked = 0;
     for r in &reports {
-        if IMPLEMENTED.contains(&r.op.as_str()) {
+        if ROUND_OFF_REFERENCES.contains(&r.name.as_str()) {
+            let Outcome::Fail(reason) = &r.outcome else {
+                panic!("{r}: passes now, take it off ROUND_OFF_REFERENCES")
+            };
+            assert!(reason.split("; ").all(|f| f.contains(".conv.bias: rel_err")), "{r}");
+        } else if IMPLEMENTED.contains(&r.op.as_str()) {
             assert!(matches!(r.outcome, Outcome::Pass { .. }), "{r}");
             checked += 1;
         } else {
@@ -79,11 +99,17 @@ fn every_case_of_an_implemented_op_passes() {
             );
         }
     }
-    let ops_seen = IMPLEMENTED
-        .iter()
-        .filter(|op| reports.iter().any(|r| r.op == **op))
-        .count();
-    assert_eq!(ops_seen, IMPLEMENTED.len(), "a listed op has no fixture");
+    let extra = run_dir(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures-extra"),
+        |_| {},
+    )
+    .unwrap();
+    for op in IMPLEMENTED {
+        assert!(
+            reports.iter().chain(&extra).any(|r| r.op == *op),
+            "{op} is listed but has no fixture"
+        );
+    }
     assert!(checked >= 46, "{checked} cases checked");
 }
 

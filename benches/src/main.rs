@@ -155,6 +155,48 @@ fn loss_case(name: &str, c: usize, s: usize, loss: fn(&Tensor, &Tensor) -> Resul
     }
 }
 
+/// One-hot `(1, 2, s, s, s)` masks of two wavy balls, as `hd95_pair` in `torch_extra.py`: the voxels
+/// with `r < R (1 + 0.08 sin(k x / s) cos(k y / s))` around a centre, `(R, k)` = (0.3 s, 5) for the
+/// prediction (centre shifted by 0.03 s) and (0.32 s, 3) for the truth.
+fn wavy_ball_pair(s: usize) -> Result<(Tensor, Tensor)> {
+    let ball = |radius: f64, waves: f64, shift: f64| {
+        let n = s as f64;
+        let mut fg = Vec::with_capacity(s * s * s);
+        for z in 0..s {
+            for y in 0..s {
+                for x in 0..s {
+                    let (fz, fy, fx) = (
+                        z as f64 - n / 2.0 - shift,
+                        y as f64 - n / 2.0,
+                        x as f64 - n / 2.0 + shift,
+                    );
+                    let r = (fz * fz + fy * fy + fx * fx).sqrt();
+                    let wave = 1.0 + 0.08 * (waves * x as f64 / n).sin() * (waves * y as f64 / n).cos();
+                    fg.push(f32::from(r < radius * n * wave));
+                }
+            }
+        }
+        let mut one_hot: Vec<f32> = fg.iter().map(|v| 1.0 - v).collect();
+        one_hot.extend(fg);
+        Tensor::from_vec(one_hot, &[1, 2, s, s, s])
+    };
+    Ok((ball(0.3, 5.0, 0.03 * s as f64)?, ball(0.32, 3.0, 0.0)?))
+}
+
+/// MONAI's `HausdorffDistanceMetric(include_background=False, percentile=95)` on a `s^3` pair.
+fn hd95_case(s: usize) -> Case {
+    Case {
+        name: format!("hd95_s{s}"),
+        gflop: None,
+        prepare: Box::new(move || {
+            let (pred, truth) = wavy_ball_pair(s)?;
+            Ok(Box::new(move || {
+                seg_losses::metrics::hausdorff_distance(&pred, &truth, false, Some(95.0), false, None).map(drop)
+            }))
+        }),
+    }
+}
+
 fn loss_cases() -> [Case; 3] {
     [
         loss_case("dice_ce", 4, 64, |x, y| {
@@ -194,6 +236,7 @@ fn cases() -> Vec<Case> {
     cases.extend([instance_norm_case(32, 64, false), instance_norm_case(32, 64, true)]);
     cases.extend([1024, 8192, 65536].map(selective_scan_case));
     cases.extend(loss_cases());
+    cases.push(hd95_case(128));
     cases
 }
 

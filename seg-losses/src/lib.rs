@@ -50,6 +50,9 @@ pub mod skeleton;
 mod testing;
 mod tversky;
 
+pub mod metrics;
+pub mod topology;
+
 pub use cldice::{SoftDiceclDiceLoss, SoftclDiceLoss};
 pub use cross_entropy::{BceWithLogitsLoss, CrossEntropyLoss};
 pub use dice::DiceLoss;

@@ -1,4 +1,16 @@
-//! `seg-models`: the segmentation networks and sliding-window inference.
+//! `seg-models`: the segmentation networks, with the parameter names of their reference
+//! implementations so that checkpoints move between the two.
 //!
-//! Not built yet. It will hold MONAI's BasicUNet, nnU-Net's PlainConvUNet, Swin UNETR and Mamba
-//! U-Nets, with MONAI's and mamba_ssm's parameter names so that their checkpoints load.
+//! - [`BasicUNet`]: MONAI's `BasicUNet`.
+//! - [`PlainConvUNet`]: nnU-Net's default network, and its [`plan`] from patch size and spacing.
+//! - [`SlidingWindow`]: MONAI's sliding-window inference.
+
+mod basic_unet;
+pub mod blocks;
+mod plain_unet;
+pub mod plan;
+mod sliding_window;
+
+pub use basic_unet::{BasicUNet, BasicUNetConfig};
+pub use plain_unet::{PlainConvUNet, PlainUNetConfig};
+pub use sliding_window::{Blend, SlidingWindow};

@@ -5,8 +5,11 @@
 //! ([`mamba`]). Still to come (the seg-nn issue): the remaining layers, optimizers and safetensors
 //! checkpoint files.
 
+pub mod checkpoint;
 pub mod init;
+pub mod layers;
 pub mod mamba;
 mod module;
+pub mod optim;
 
-pub use module::{load_parameters, LoadReport, Module};
+pub use module::{load_parameters, visit_child, visit_child_aliases, visit_child_mut, LoadReport, Module};

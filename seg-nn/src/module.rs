@@ -12,12 +12,43 @@ pub trait Module {
     /// Calls `f` with every parameter and its name, for replacing it (loading, an optimizer step).
     fn visit_mut(&mut self, f: &mut dyn FnMut(&str, &mut Tensor));
 
+    /// Calls `f(alias, name)` for every second name PyTorch's `state_dict` gives a parameter (a
+    /// sub-module registered twice, as nnU-Net's `all_modules` or its decoder's `encoder`): loading
+    /// accepts the alias in place of the name.
+    fn visit_aliases(&self, _f: &mut dyn FnMut(&str, &str)) {}
+
+    /// Switches between training (dropout active, batch statistics) and evaluation, as PyTorch's
+    /// `train()`/`eval()`; a no-op for modules that behave the same in both.
+    fn set_training(&mut self, _training: bool) {}
+
     /// Every parameter by name.
     fn named_parameters(&self) -> Vec<(String, Tensor)> {
         let mut out = Vec::new();
         self.visit(&mut |name, t| out.push((name.to_string(), t.clone())));
         out
     }
+
+    /// The number of parameter values.
+    fn num_parameters(&self) -> usize {
+        let mut n = 0;
+        self.visit(&mut |_, t| n += t.numel());
+        n
+    }
+}
+
+/// Visits the parameters of `child` with `prefix.` before their names.
+pub fn visit_child(prefix: &str, child: &dyn Module, f: &mut dyn FnMut(&str, &Tensor)) {
+    child.visit(&mut |name, t| f(&format!("{prefix}.{name}"), t));
+}
+
+/// Visits the parameters of `child` mutably with `prefix.` before their names.
+pub fn visit_child_mut(prefix: &str, child: &mut dyn Module, f: &mut dyn FnMut(&str, &mut Tensor)) {
+    child.visit_mut(&mut |name, t| f(&format!("{prefix}.{name}"), t));
+}
+
+/// Visits the aliases of `child` with `prefix.` before both names.
+pub fn visit_child_aliases(prefix: &str, child: &dyn Module, f: &mut dyn FnMut(&str, &str)) {
+    child.visit_aliases(&mut |alias, name| f(&format!("{prefix}.{alias}"), &format!("{prefix}.{name}")));
 }
 
 /// What a non-strict [`load_parameters`] left out.
@@ -31,11 +62,24 @@ pub struct LoadReport {
 
 /// Replaces the module's parameters by the tensors of `source` with the same names.
 ///
+/// A parameter missing under its name is taken from one of its aliases ([`Module::visit_aliases`]);
+/// alias names count as expected, never as unexpected.
+///
 /// A tensor of the parameter's dtype is taken as it is (the same handle: gradients keyed by it
-/// reach the module); another float dtype (f16/bf16 checkpoints) is converted. Loaded tensors that
-/// do not track gradients are made leaves that do. A mis-shaped tensor is always an error; missing
+/// reach the module); another float dtype (f16/bf16 checkpoints) is converted. Where the module's
+/// parameter tracks gradients, a loaded tensor that does not is made a leaf that does; buffers
+/// (running statistics) stay constants. A mis-shaped tensor is always an error; missing
 /// and unexpected names are an error listing them all when `strict`, else reported.
 pub fn load_parameters(module: &mut dyn Module, source: &HashMap<String, Tensor>, strict: bool) -> Result<LoadReport> {
+    let mut source = source.clone();
+    let mut aliases = Vec::new();
+    module.visit_aliases(&mut |alias, name| aliases.push((alias.to_string(), name.to_string())));
+    for (alias, name) in aliases {
+        if let Some(t) = source.remove(&alias) {
+            source.entry(name).or_insert(t);
+        }
+    }
+    let source = &source;
     let mut expected = BTreeMap::new();
     module.visit(&mut |name, t| {
         expected.insert(name.to_string(), t.shape().to_vec());
@@ -73,6 +117,7 @@ pub fn load_parameters(module: &mut dyn Module, source: &HashMap<String, Tensor>
     module.visit_mut(&mut |name, param| {
         let Some(found) = source.get(name) else { return };
         match found.to_dtype(param.dtype()) {
+            Ok(t) if !param.tracks_grad() => *param = t.detach(),
             Ok(t) => *param = if t.tracks_grad() { t } else { t.requires_grad() },
             Err(e) => failure = Some(e),
         }

@@ -80,13 +80,18 @@ pub fn is_grad_enabled() -> bool {
 
 /// Runs `f` without recording the autodiff graph (PyTorch's `torch.no_grad()`).
 pub fn no_grad<R>(f: impl FnOnce() -> R) -> R {
+    with_grad_enabled(false, f)
+}
+
+/// Runs `f` with recording switched on or off, restoring the previous state after.
+pub(crate) fn with_grad_enabled<R>(enabled: bool, f: impl FnOnce() -> R) -> R {
     struct Restore(bool);
     impl Drop for Restore {
         fn drop(&mut self) {
             GRAD_ENABLED.with(|g| g.set(self.0));
         }
     }
-    let _restore = Restore(GRAD_ENABLED.with(|g| g.replace(false)));
+    let _restore = Restore(GRAD_ENABLED.with(|g| g.replace(enabled)));
     f()
 }
 

@@ -14,6 +14,7 @@
 //! ```
 
 mod autograd;
+mod checkpoint;
 mod dtype;
 mod error;
 pub mod gradcheck;
@@ -24,6 +25,7 @@ mod storage;
 mod tensor;
 
 pub use autograd::{is_grad_enabled, no_grad, Backward, Gradients};
+pub use checkpoint::{checkpoint, CheckpointFn};
 pub use dtype::{DType, Element, Float};
 pub use error::{Error, Result};
 pub use half;

@@ -50,7 +50,7 @@ fn conv_options(params: &Params) -> Result<ConvOptions> {
 }
 
 /// A list of non-negative integers (one integer counts as a list of one), or `None` when absent or null.
-fn usizes(params: &Params, key: &str) -> Result<Option<Vec<usize>>> {
+pub(super) fn usizes(params: &Params, key: &str) -> Result<Option<Vec<usize>>> {
     params
         .ints(key)?
         .map(|values| {
@@ -62,12 +62,12 @@ fn usizes(params: &Params, key: &str) -> Result<Option<Vec<usize>>> {
         .transpose()
 }
 
-fn required_usizes(params: &Params, key: &str) -> Result<Vec<usize>> {
+pub(super) fn required_usizes(params: &Params, key: &str) -> Result<Vec<usize>> {
     usizes(params, key)?.ok_or_else(|| Error::invalid("conformance", format!("parameter {key:?} is missing")))
 }
 
 /// A list of numbers (one number counts as a list of one), or `None` when absent or null.
-fn floats(params: &Params, key: &str) -> Result<Option<Vec<f64>>> {
+pub(super) fn floats(params: &Params, key: &str) -> Result<Option<Vec<f64>>> {
     let bad = |v: &serde_json::Value| Params::bad(key, "a number or a list of numbers", v);
     match params.0.get(key) {
         None | Some(serde_json::Value::Null) => Ok(None),
@@ -168,7 +168,7 @@ fn conv_transpose_options(params: &Params) -> Result<ConvTransposeOptions> {
 }
 
 /// A non-negative integer parameter that must be present.
-fn required_usize(params: &Params, key: &str) -> Result<usize> {
+pub(super) fn required_usize(params: &Params, key: &str) -> Result<usize> {
     if !params.has(key) {
         return Err(Error::invalid("conformance", format!("parameter {key:?} is missing")));
     }
@@ -199,7 +199,7 @@ fn mamba_config(p: &Params) -> Result<MambaConfig> {
 }
 
 /// The case's module parameters as a checkpoint to load.
-fn as_source(module_params: &Tensors) -> HashMap<String, Tensor> {
+pub(super) fn as_source(module_params: &Tensors) -> HashMap<String, Tensor> {
     module_params.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
 }
 
@@ -329,8 +329,17 @@ pub(super) fn forward(case: &Case, inputs: &Tensors, module_params: &Tensors) ->
         "group_norm" => x()?.group_norm(required_usize(p, "num_groups")?, weight, bias, eps()?)?,
         "layer_norm" => x()?.layer_norm(&required_usizes(p, "normalized_shape")?, weight, bias, eps()?)?,
         "batch_norm" => batch_norm(p, inputs, &mut outputs)?,
-        other => super::losses::forward(other, p, inputs)?
-            .ok_or_else(|| Error::invalid("conformance", format!("unsupported op {other:?}")))?,
+        "optimizer" => super::nn::optimizer_steps(p, inputs)?,
+        "basic_unet" => super::models::basic_unet(p, inputs, module_params)?,
+        "sliding_window_inference" => super::models::sliding_window(p, inputs)?,
+        "plain_conv_unet" => super::models::plain_conv_unet(p, inputs, module_params, &mut outputs)?,
+        other => match super::losses::forward(other, p, inputs)? {
+            Some(y) => y,
+            None => {
+                return super::topology::forward(other, p, inputs)?
+                    .ok_or_else(|| Error::invalid("conformance", format!("unsupported op {other:?}")))
+            }
+        },
     };
     outputs.insert("y".to_string(), y);
     Ok(outputs)
