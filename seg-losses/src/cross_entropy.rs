@@ -66,12 +66,15 @@ impl CrossEntropyLoss {
         }
         let onehot = one_hot(CE, &as_float_like(target, input)?.unsqueeze(1)?, classes)?;
         let nll = weighted(&log_p.mul(&onehot)?)?.sum(&[1], false)?.neg()?;
-        let smooth = weighted(&log_p)?.sum(&[1], false)?.neg()?;
-        let loss = nll
-            .affine(1.0 - eps, 0.0)?
-            .add(&smooth.mul_scalar(eps / classes as f64)?)?;
+        let loss = if eps == 0.0 {
+            nll.clone()
+        } else {
+            let smooth = weighted(&log_p)?.sum(&[1], false)?.neg()?;
+            nll.affine(1.0 - eps, 0.0)?
+                .add(&smooth.mul_scalar(eps / classes as f64)?)?
+        };
         let total_weight = match &w {
-            Some(w) => onehot.mul(w)?.sum_all()?.item()?,
+            Some(w) => seg_tensor::no_grad(|| onehot.mul(w)?.sum_all()?.item())?,
             None => nll.numel() as f64,
         };
         self.reduce(&loss, total_weight)

@@ -189,6 +189,20 @@ mod tests {
     }
 
     #[test]
+    fn other_act_and_integer_labels_are_accepted() {
+        let (x, y) = (logits(&[2, 3, 4, 3], 13), labels(&[2, 1, 4, 3], 3, 14));
+        let by_flag = value(&softmax_onehot().forward(&x, &y).unwrap());
+        let by_fn = DiceLoss {
+            softmax: false,
+            other_act: Some(|t: &Tensor| t.softmax(1)),
+            ..softmax_onehot()
+        };
+        assert_eq!(value(&by_fn.forward(&x, &y).unwrap()), by_flag);
+        let int_labels = y.to_dtype(DType::I64).unwrap();
+        assert_eq!(value(&softmax_onehot().forward(&x, &int_labels).unwrap()), by_flag);
+    }
+
+    #[test]
     fn bad_shapes_and_weights_are_errors() {
         let (x, y) = (logits(&[2, 3, 4, 4], 10), labels(&[2, 1, 4, 4], 3, 11));
         let err = DiceLoss::default().forward(&x, &y).unwrap_err().to_string();

@@ -21,6 +21,8 @@ use crate::sigmoid_focal::sigmoid_focal;
 /// of the per (batch, class) spatial means (MONAI's convention), `None` keeps `(B, C, spatial...)`.
 /// With `ignore_index`, voxels of that label count as zero and `Mean` divides by the number of
 /// counted voxels (per batch element and spatial position), `Sum` by that count per (batch, class).
+///
+/// The sigmoid form's elementwise term runs as one fused op (`sigmoid_focal.rs`), its backward too.
 #[derive(Clone, Debug)]
 pub struct FocalLoss {
     pub include_background: bool,

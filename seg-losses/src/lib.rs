@@ -5,6 +5,20 @@
 //! meaning), `Default` gives MONAI's defaults, and `forward(input, target)` returns the loss as a
 //! tensor that `backward()` differentiates:
 //!
+//! | struct | MONAI / PyTorch |
+//! | --- | --- |
+//! | [`DiceLoss`] | `monai.losses.DiceLoss` (Dice and Jaccard, class weights, soft labels, `ignore_index`) |
+//! | [`GeneralizedDiceLoss`] | `monai.losses.GeneralizedDiceLoss` (`w_type` square, simple, uniform) |
+//! | [`TverskyLoss`] | `monai.losses.TverskyLoss` |
+//! | [`FocalLoss`] | `monai.losses.FocalLoss` (sigmoid and softmax forms) |
+//! | [`DiceCELoss`], [`DiceFocalLoss`] | `monai.losses.DiceCELoss`, `monai.losses.DiceFocalLoss` |
+//! | [`SoftclDiceLoss`], [`SoftDiceclDiceLoss`] | `monai.losses.SoftclDiceLoss`, `monai.losses.SoftDiceclDiceLoss` ([`skeleton`]) |
+//! | [`CrossEntropyLoss`], [`BceWithLogitsLoss`] | `torch.nn.CrossEntropyLoss`, `torch.nn.BCEWithLogitsLoss` |
+//! | [`PolyDiceLoss`] | ours: the Poly-1 idea applied to the Taylor series of `-ln Dice` |
+//!
+//! Where MONAI only warns (softmax, `to_onehot_y` or `include_background=False` on a single-channel
+//! prediction) the step is skipped as in MONAI; everything MONAI rejects is an [`seg_tensor::Error`].
+//!
 //! ```
 //! use seg_losses::DiceLoss;
 //! use seg_tensor::{DType, Tensor};

@@ -164,3 +164,11 @@ loss_case("poly_dice_3d_nobg_log", "poly_dice_loss",
 loss_case("poly_dice_order1_smooth", "poly_dice_loss",
           {"softmax": True, "to_onehot_y": True, "epsilon": -0.5, "order": 1, "smooth_nr": 1.0, "smooth_dr": 1.0},
           poly_dice, randn(2, 3, 5, 5, 2), labels((2, 1, 5, 5, 2), 3))
+
+# What MONAI only warns about: softmax, to_onehot_y and include_background=False on one channel are skipped.
+loss_case("dice_single_channel_warnings", "dice_loss",
+          {"softmax": True, "to_onehot_y": True, "include_background": False},
+          L.DiceLoss, torch.rand((2, 1, 5, 6), generator=gen).double(), mask((2, 1, 5, 6)))
+loss_case("focal_single_channel_warnings", "focal_loss",
+          {"to_onehot_y": True, "include_background": False, "gamma": 1.0, "alpha": 0.75},
+          L.FocalLoss, randn(2, 1, 4, 3, 5), mask((2, 1, 4, 3, 5)))
