@@ -8,6 +8,7 @@
 mod models;
 mod nn;
 mod ops;
+mod swin;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

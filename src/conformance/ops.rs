@@ -332,6 +332,9 @@ pub(super) fn forward(case: &Case, inputs: &Tensors, module_params: &Tensors) ->
         "optimizer" => super::nn::optimizer_steps(p, inputs)?,
         "basic_unet" => super::models::basic_unet(p, inputs, module_params)?,
         "plain_conv_unet" => super::models::plain_conv_unet(p, inputs, module_params, &mut outputs)?,
+        op @ ("window_attention" | "swin_basic_layer" | "patch_merging") => {
+            super::swin::forward(op, p, inputs, module_params)?
+        }
         other => return Err(Error::invalid("conformance", format!("unsupported op {other:?}"))),
     };
     outputs.insert("y".to_string(), y);
