@@ -9,6 +9,7 @@ mod losses;
 mod models;
 mod nn;
 mod ops;
+mod swin;
 mod topology;
 
 use std::collections::BTreeMap;

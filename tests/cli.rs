@@ -32,7 +32,15 @@ fn bad_arguments_are_errors_not_panics() {
         &["train", "--patch", "64,64"],
         &["train", "--epochs", "0"],
         &["train", "--data", "/nonexistent"],
-        &["infer", "--checkpoint", "/nonexistent.safetensors", "--input", "a.nii", "--output", "b.nii"],
+        &[
+            "infer",
+            "--checkpoint",
+            "/nonexistent.safetensors",
+            "--input",
+            "a.nii",
+            "--output",
+            "b.nii",
+        ],
     ] {
         let out = seg().args(args).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
@@ -64,8 +72,19 @@ fn eval_reports_every_class_and_writes_json() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout} {}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(stdout.lines().filter(|l| l.starts_with('1') || l.starts_with('2')).count(), 2, "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|l| l.starts_with('1') || l.starts_with('2'))
+            .count(),
+        2,
+        "{stdout}"
+    );
     let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("m.json")).unwrap()).unwrap();
     let dice = json["classes"][0]["dice"].as_f64().unwrap();
     assert!(dice > 0.5 && dice < 1.0, "{dice}");
@@ -105,7 +124,13 @@ fn infer_writes_a_label_map_on_the_input_grid() {
     let labels = nifti::read(dir.join("labels.nii.gz")).unwrap();
     assert_eq!(labels.data.shape(), image.shape());
     assert_eq!(labels.affine(), identity());
-    let max = labels.data.to_dtype(DType::F64).unwrap().to_vec_f64().into_iter().fold(0.0, f64::max);
+    let max = labels
+        .data
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_vec_f64()
+        .into_iter()
+        .fold(0.0, f64::max);
     assert!(max <= 2.0);
     assert!(dir.join("labels.png").exists());
     std::fs::remove_dir_all(&dir).unwrap();

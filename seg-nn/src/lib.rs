@@ -11,5 +11,6 @@ pub mod layers;
 pub mod mamba;
 mod module;
 pub mod optim;
+pub mod swin;
 
 pub use module::{load_parameters, visit_child, visit_child_aliases, visit_child_mut, LoadReport, Module};

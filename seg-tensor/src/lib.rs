@@ -31,7 +31,7 @@ pub use error::{Error, Result};
 pub use half;
 pub use ops::{
     AvgPoolOptions, BatchNormStats, ConvOptions, ConvPadding, ConvTransposeOptions, InterpolateMode,
-    InterpolateOptions, MaxPoolOptions, PadMode, ScanOptions, Unary,
+    InterpolateOptions, MaxPoolOptions, PadMode, RelativeBias, ScanOptions, Unary,
 };
 pub use storage::{memory, CpuStorage, Device};
 pub use tensor::{Tensor, TensorId};

@@ -333,6 +333,9 @@ pub(super) fn forward(case: &Case, inputs: &Tensors, module_params: &Tensors) ->
         "basic_unet" => super::models::basic_unet(p, inputs, module_params)?,
         "sliding_window_inference" => super::models::sliding_window(p, inputs)?,
         "plain_conv_unet" => super::models::plain_conv_unet(p, inputs, module_params, &mut outputs)?,
+        op @ ("window_attention" | "swin_basic_layer" | "patch_merging") => {
+            super::swin::forward(op, p, inputs, module_params)?
+        }
         other => match super::losses::forward(other, p, inputs)? {
             Some(y) => y,
             None => {

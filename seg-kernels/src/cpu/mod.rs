@@ -8,6 +8,7 @@ pub mod norm;
 pub mod pool;
 pub mod selective_scan;
 pub mod simd;
+pub mod window_attention;
 
 /// A buffer that parallel tasks write through at places no two tasks share (each user says why
 /// its places are disjoint where it writes).

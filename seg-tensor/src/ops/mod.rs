@@ -17,6 +17,7 @@ mod selective_scan;
 mod softmax;
 mod unary;
 mod view;
+mod window_attention;
 
 pub use conv::{ConvOptions, ConvPadding};
 pub use conv_transpose::ConvTransposeOptions;
@@ -26,6 +27,7 @@ pub use pad::PadMode;
 pub use pool::{AvgPoolOptions, MaxPoolOptions};
 pub use selective_scan::ScanOptions;
 pub use unary::Unary;
+pub use window_attention::RelativeBias;
 
 use std::borrow::Cow;
 
