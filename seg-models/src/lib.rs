@@ -3,6 +3,7 @@
 //!
 //! - [`BasicUNet`]: MONAI's `BasicUNet`.
 //! - [`PlainConvUNet`]: nnU-Net's default network, and its [`plan`] from patch size and spacing.
+//! - [`SwinUNETR`]: MONAI's Swin UNETR (v1 and v2).
 //! - [`SlidingWindow`]: MONAI's sliding-window inference.
 
 mod basic_unet;
@@ -10,7 +11,9 @@ pub mod blocks;
 mod plain_unet;
 pub mod plan;
 mod sliding_window;
+mod swin_unetr;
 
 pub use basic_unet::{BasicUNet, BasicUNetConfig};
 pub use plain_unet::{PlainConvUNet, PlainUNetConfig};
 pub use sliding_window::{Blend, SlidingWindow};
+pub use swin_unetr::{SwinUNETR, SwinUNETRConfig};

@@ -63,7 +63,8 @@ pub struct LoadReport {
 /// Replaces the module's parameters by the tensors of `source` with the same names.
 ///
 /// A parameter missing under its name is taken from one of its aliases ([`Module::visit_aliases`]);
-/// alias names count as expected, never as unexpected.
+/// alias names count as expected, never as unexpected, and so do the buffers the module derives
+/// itself (a Swin attention's `relative_position_index`).
 ///
 /// A tensor of the parameter's dtype is taken as it is (the same handle: gradients keyed by it
 /// reach the module); another float dtype (f16/bf16 checkpoints) is converted. Where the module's
@@ -86,7 +87,11 @@ pub fn load_parameters(module: &mut dyn Module, source: &HashMap<String, Tensor>
     });
     let mut report = LoadReport {
         missing: expected.keys().filter(|k| !source.contains_key(*k)).cloned().collect(),
-        unexpected: source.keys().filter(|k| !expected.contains_key(*k)).cloned().collect(),
+        unexpected: source
+            .keys()
+            .filter(|k| !expected.contains_key(*k) && !is_derived_buffer(k, &expected))
+            .cloned()
+            .collect(),
     };
     report.unexpected.sort();
     let misshaped: Vec<String> = expected
@@ -126,4 +131,11 @@ pub fn load_parameters(module: &mut dyn Module, source: &HashMap<String, Tensor>
         Some(e) => Err(e),
         None => Ok(report),
     }
+}
+
+/// Whether `name` is a buffer PyTorch saves but this module derives from its shape instead: a Swin
+/// `WindowAttention`'s `relative_position_index` (next to its `relative_position_bias_table`).
+fn is_derived_buffer(name: &str, expected: &BTreeMap<String, Vec<usize>>) -> bool {
+    name.strip_suffix("relative_position_index")
+        .is_some_and(|prefix| expected.contains_key(&format!("{prefix}relative_position_bias_table")))
 }

@@ -1,6 +1,9 @@
 //! Conformance of seg-models: the networks, loaded with the case's `state_dict`.
 
-use seg_models::{BasicUNet, BasicUNetConfig, Blend, PlainConvUNet, PlainUNetConfig, SlidingWindow};
+use seg_models::{
+    BasicUNet, BasicUNetConfig, Blend, PlainConvUNet, PlainUNetConfig, SlidingWindow, SwinUNETR, SwinUNETRConfig,
+};
+use seg_nn::swin::MergingVersion;
 
 use super::ops::{as_source, input, required_usize, required_usizes, usizes, Tensors};
 use super::Params;
@@ -121,4 +124,41 @@ pub(super) fn sliding_window(p: &Params, inputs: &Tensors) -> Result<Tensor> {
         ..ConvOptions::default()
     };
     sw.run(input(inputs, "x")?, |t| t.conv(w, Some(b), &conv))
+}
+
+/// `swin_unetr`: MONAI `SwinUNETR` arguments `in_channels`, `out_channels`, `spatial_dims`,
+/// `feature_size`, `depths`, `num_heads`, `window_size`, `qkv_bias`, `mlp_ratio`, `normalize`,
+/// `downsample`, `use_v2`.
+pub(super) fn swin_unetr(p: &Params, inputs: &Tensors, module_params: &Tensors) -> Result<Tensor> {
+    let mut c = SwinUNETRConfig::new(
+        required_usize(p, "in_channels")?,
+        required_usize(p, "out_channels")?,
+        p.int("spatial_dims")?.unwrap_or(3).max(0) as usize,
+    );
+    let four = |key: &str, default: [usize; 4]| -> Result<[usize; 4]> {
+        match usizes(p, key)? {
+            None => Ok(default),
+            Some(v) => v
+                .try_into()
+                .map_err(|v: Vec<usize>| Error::invalid("swin_unetr", format!("{key} needs 4 values, found {v:?}"))),
+        }
+    };
+    c.feature_size = p.int("feature_size")?.map_or(c.feature_size, |f| f.max(0) as usize);
+    c.depths = four("depths", c.depths)?;
+    c.num_heads = four("num_heads", c.num_heads)?;
+    c.window_size = usizes(p, "window_size")?
+        .and_then(|w| w.first().copied())
+        .unwrap_or(c.window_size);
+    c.qkv_bias = p.bool_or("qkv_bias", c.qkv_bias)?;
+    c.mlp_ratio = p.f64_or("mlp_ratio", c.mlp_ratio)?;
+    c.normalize = p.bool_or("normalize", c.normalize)?;
+    c.use_v2 = p.bool_or("use_v2", c.use_v2)?;
+    c.downsample = match p.str_or("downsample", "merging")? {
+        "merging" => MergingVersion::V1,
+        "mergingv2" => MergingVersion::V2,
+        other => return Err(Error::invalid("swin_unetr", format!("unknown downsample {other:?}"))),
+    };
+    let mut net = SwinUNETR::new(c, 0)?;
+    seg_nn::load_parameters(&mut net, &as_source(module_params), true)?;
+    net.forward(input(inputs, "x")?)
 }

@@ -331,6 +331,7 @@ pub(super) fn forward(case: &Case, inputs: &Tensors, module_params: &Tensors) ->
         "batch_norm" => batch_norm(p, inputs, &mut outputs)?,
         "optimizer" => super::nn::optimizer_steps(p, inputs)?,
         "basic_unet" => super::models::basic_unet(p, inputs, module_params)?,
+        "swin_unetr" => super::models::swin_unetr(p, inputs, module_params)?,
         "sliding_window_inference" => super::models::sliding_window(p, inputs)?,
         "plain_conv_unet" => super::models::plain_conv_unet(p, inputs, module_params, &mut outputs)?,
         op @ ("window_attention" | "swin_basic_layer" | "patch_merging") => {
