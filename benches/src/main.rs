@@ -4,6 +4,8 @@
 //!
 //!     cargo run --release -p seg-bench -- [--only SUBSTRING]
 
+mod models;
+
 use std::time::Instant;
 
 use seg_losses::{DiceCELoss, DiceFocalLoss, SoftDiceclDiceLoss};
@@ -237,6 +239,7 @@ fn cases() -> Vec<Case> {
     cases.extend([1024, 8192, 65536].map(selective_scan_case));
     cases.extend(loss_cases());
     cases.push(hd95_case(128));
+    cases.extend(models::model_cases());
     cases
 }
 
