@@ -114,6 +114,20 @@ pub fn betti_numbers(mask: &Tensor) -> Result<Vec<usize>> {
     betti_of(&binary_mask("betti_numbers", mask)?, mask.shape())
 }
 
+/// The Betti-number errors `|b_k(pred) - b_k(target)|` per dimension of two binary masks of the same
+/// 2D or 3D shape (the metric of topology-aware segmentation papers).
+pub fn betti_errors(pred: &Tensor, target: &Tensor) -> Result<Vec<usize>> {
+    if pred.shape() != target.shape() {
+        return Err(Error::ShapeMismatch {
+            op: "betti_errors",
+            expected: format!("a ground truth of the prediction's shape {:?}", pred.shape()),
+            found: target.shape().to_vec(),
+        });
+    }
+    let (p, t) = (betti_numbers(pred)?, betti_numbers(target)?);
+    Ok(p.iter().zip(&t).map(|(a, b)| a.abs_diff(*b)).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +177,18 @@ mod tests {
     fn diagonal_voxels_touch() {
         let m = volume([2, 2, 2], |z, y, x| z == y && y == x);
         assert_eq!(betti_of(&m, &[2, 2, 2]).unwrap(), vec![1, 0, 0]);
+    }
+
+    #[test]
+    fn betti_errors_count_the_difference_per_dimension() {
+        let ring = [1.0f32, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0];
+        let dots = [1.0f32, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0];
+        let (p, t) = (
+            Tensor::from_slice(&dots, &[3, 3]).unwrap(),
+            Tensor::from_slice(&ring, &[3, 3]).unwrap(),
+        );
+        assert_eq!(betti_errors(&p, &t).unwrap(), vec![3, 1]);
+        assert!(betti_errors(&p, &Tensor::from_slice(&ring, &[9, 1]).unwrap()).is_err());
     }
 
     #[test]
