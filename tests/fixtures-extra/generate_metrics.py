@@ -8,7 +8,8 @@ persistence_cubical), with shapes and parameters the shared fixtures do not cove
   SurfaceDistanceMetric (symmetric) on 2D and 3D one-hot masks with more classes, anisotropic or
   scalar spacing, include_background true or false, masks touching the image border. Every kept
   class has a non-empty prediction and truth (empty ones give NaN or inf, which no fixture can
-  compare; the unit tests hold those conventions).
+  compare; the unit tests hold those conventions), except in one case with only Dice and IoU
+  outputs and ignore_empty false (empty classes give 1 or 0).
 - betti_numbers: [b0, b1, b2] of 3D masks from gudhi's cubical complex on the top-dimensional cells
   (closed voxels: 26-connected foreground), checked here against scipy.ndimage labelling for b0
   (26-connected) and b2 (6-connected background components that do not reach the border).
@@ -79,6 +80,26 @@ metrics_case("metrics_2d_3class_aniso", 2, 3, (30, 26), 3.0, False, [0.7, 1.3])
 metrics_case("metrics_3d_aniso", 1, 2, (14, 18, 16), 2.5, False, [2.0, 0.8, 1.1])
 metrics_case("metrics_3d_background_scalar_spacing", 2, 3, (12, 10, 15), 2.0, True, 0.5)
 metrics_case("metrics_3d_4class_nospacing", 1, 4, (16, 12, 20), 2.0, False, None)
+
+
+
+
+def empty_classes_case():
+    """Dice and IoU only (the surface metrics of an empty mask are inf or NaN) with ignore_empty
+    false: class 1 empty in both (1), class 2 empty in the truth only (0), class 3 empty in the
+    prediction only (0)."""
+    pred, target = labels(2, 4, (9, 11, 7), 1.5)
+    pred[0, 1], target[0, 1] = 0, 0
+    target[1, 2], pred[1, 3] = 0, 0
+    p, t = torch.as_tensor(pred, dtype=torch.float64), torch.as_tensor(target, dtype=torch.float64)
+    kw = {"include_background": False, "ignore_empty": False}
+    out = {"dice": DiceMetric(**kw)(p, t), "iou": MeanIoU(**kw)(p, t)}
+    assert out["dice"][0, 0] == 1 and out["dice"][1, 1] == 0 and out["dice"][1, 2] == 0
+    save("metrics_empty_classes_no_ignore", "metrics", {**kw, "spacing": None},
+         {"pred": pred, "target": target}, {k: v.numpy() for k, v in out.items()}, "0.0001")
+
+
+empty_classes_case()
 
 
 def betti_gudhi(mask):
