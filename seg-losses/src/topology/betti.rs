@@ -31,7 +31,7 @@ pub fn euler_characteristic(mask: &[bool], shape: &[usize]) -> i64 {
         (0..1usize << rank).any(|pick| {
             let mut i = 0;
             for a in 0..rank {
-                let lower = x[a] % 2 == 0 && pick >> a & 1 == 1;
+                let lower = x[a] & 1 == 0 && pick >> a & 1 == 1;
                 let v = if lower { (x[a] / 2).wrapping_sub(1) } else { x[a] / 2 };
                 if v >= shape[a] {
                     return false;
