@@ -6,7 +6,7 @@ persistence_cubical), with shapes and parameters the shared fixtures do not cove
 
 - metrics: MONAI 1.6 DiceMetric, MeanIoU, HausdorffDistanceMetric (percentile 95 and none) and
   SurfaceDistanceMetric (symmetric) on 2D and 3D one-hot masks with more classes, anisotropic or
-  scalar spacing, include_background true or false, masks touching the image border. Every kept
+  scalar or per-batch-item spacing, include_background true or false, masks touching the image border. Every kept
   class has a non-empty prediction and truth (empty ones give NaN or inf, which no fixture can
   compare; the unit tests hold those conventions), except in one case with only Dice and IoU
   outputs and ignore_empty false (empty classes give 1 or 0).
@@ -100,6 +100,7 @@ def empty_classes_case():
 
 
 empty_classes_case()
+metrics_case("metrics_2d_per_item_spacing", 2, 2, (21, 17), 2.5, False, [[0.5, 1.5], [1.2, 0.9]])
 
 
 def betti_gudhi(mask):
@@ -121,6 +122,7 @@ def betti_case(name, mask):
     save(name, "betti_numbers", {"connectivity": "26/6"}, {"mask": mask}, {"betti": np.array([b])}, "0")
 
 
+rng = np.random.default_rng(1)  # each section its own stream: adding a case moves no other section
 betti_case("betti_blobs_coarse", blobs((20, 24, 18), 2.0, 0.05))
 betti_case("betti_blobs_fine", blobs((16, 16, 16), 1.0, 0.1))
 betti_case("betti_porous", ~blobs((18, 14, 22), 1.2, 0.15))
@@ -150,6 +152,7 @@ def persistence_case(name, f, tol="1e-06"):
          {"f": f}, diagram(f), tol)
 
 
+rng = np.random.default_rng(2)
 persistence_case("persistence_2d_smooth_rect", ndimage.gaussian_filter(rng.standard_normal((17, 33)), 1.5))
 persistence_case("persistence_2d_noise_square", rng.random((28, 28)))
 persistence_case("persistence_2d_ties", np.round(rng.random((15, 21)) * 6) / 6)
