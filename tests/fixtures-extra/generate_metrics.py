@@ -6,9 +6,10 @@ persistence_cubical), with shapes and parameters the shared fixtures do not cove
 
 - metrics: MONAI 1.6 DiceMetric, MeanIoU, HausdorffDistanceMetric (percentile 95 and none) and
   SurfaceDistanceMetric (symmetric) on 2D and 3D one-hot masks with more classes, anisotropic or
-  scalar spacing, include_background true or false, masks touching the image border. Every kept
+  scalar or per-batch-item spacing, include_background true or false, masks touching the image border. Every kept
   class has a non-empty prediction and truth (empty ones give NaN or inf, which no fixture can
-  compare; the unit tests hold those conventions).
+  compare; the unit tests hold those conventions), except in one case with only Dice and IoU
+  outputs and ignore_empty false (empty classes give 1 or 0).
 - betti_numbers: [b0, b1, b2] of 3D masks from gudhi's cubical complex on the top-dimensional cells
   (closed voxels: 26-connected foreground), checked here against scipy.ndimage labelling for b0
   (26-connected) and b2 (6-connected background components that do not reach the border).
@@ -81,6 +82,27 @@ metrics_case("metrics_3d_background_scalar_spacing", 2, 3, (12, 10, 15), 2.0, Tr
 metrics_case("metrics_3d_4class_nospacing", 1, 4, (16, 12, 20), 2.0, False, None)
 
 
+
+
+def empty_classes_case():
+    """Dice and IoU only (the surface metrics of an empty mask are inf or NaN) with ignore_empty
+    false: class 1 empty in both (1), class 2 empty in the truth only (0), class 3 empty in the
+    prediction only (0)."""
+    pred, target = labels(2, 4, (9, 11, 7), 1.5)
+    pred[0, 1], target[0, 1] = 0, 0
+    target[1, 2], pred[1, 3] = 0, 0
+    p, t = torch.as_tensor(pred, dtype=torch.float64), torch.as_tensor(target, dtype=torch.float64)
+    kw = {"include_background": False, "ignore_empty": False}
+    out = {"dice": DiceMetric(**kw)(p, t), "iou": MeanIoU(**kw)(p, t)}
+    assert out["dice"][0, 0] == 1 and out["dice"][1, 1] == 0 and out["dice"][1, 2] == 0
+    save("metrics_empty_classes_no_ignore", "metrics", {**kw, "spacing": None},
+         {"pred": pred, "target": target}, {k: v.numpy() for k, v in out.items()}, "0.0001")
+
+
+empty_classes_case()
+metrics_case("metrics_2d_per_item_spacing", 2, 2, (21, 17), 2.5, False, [[0.5, 1.5], [1.2, 0.9]])
+
+
 def betti_gudhi(mask):
     cc = gudhi.CubicalComplex(top_dimensional_cells=np.where(mask, 0.0, 1.0))
     cc.compute_persistence()
@@ -100,6 +122,7 @@ def betti_case(name, mask):
     save(name, "betti_numbers", {"connectivity": "26/6"}, {"mask": mask}, {"betti": np.array([b])}, "0")
 
 
+rng = np.random.default_rng(1)  # each section its own stream: adding a case moves no other section
 betti_case("betti_blobs_coarse", blobs((20, 24, 18), 2.0, 0.05))
 betti_case("betti_blobs_fine", blobs((16, 16, 16), 1.0, 0.1))
 betti_case("betti_porous", ~blobs((18, 14, 22), 1.2, 0.15))
@@ -129,6 +152,7 @@ def persistence_case(name, f, tol="1e-06"):
          {"f": f}, diagram(f), tol)
 
 
+rng = np.random.default_rng(2)
 persistence_case("persistence_2d_smooth_rect", ndimage.gaussian_filter(rng.standard_normal((17, 33)), 1.5))
 persistence_case("persistence_2d_noise_square", rng.random((28, 28)))
 persistence_case("persistence_2d_ties", np.round(rng.random((15, 21)) * 6) / 6)

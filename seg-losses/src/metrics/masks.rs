@@ -1,10 +1,12 @@
 //! The per (batch item, class) binary masks that every metric reads.
 
+use rayon::prelude::*;
 use seg_tensor::{DType, Error, Result, Tensor};
 
 /// A binarized one-hot prediction and ground truth `(B, C, spatial...)` as boolean masks, one
 /// `(prediction, truth)` pair per batch item and kept class. Without the background, classes `1..C`
-/// are kept, as MONAI's `ignore_background` (a single channel is kept either way).
+/// are kept, as MONAI's `ignore_background` (a single channel is kept either way). Values are read
+/// as f32.
 #[derive(Debug, Clone)]
 pub struct ClassMasks {
     pub batch: usize,
@@ -35,24 +37,34 @@ impl ClassMasks {
         let (batch, channels) = (pred.shape()[0], pred.shape()[1]);
         let first = usize::from(!include_background && channels > 1);
         let spatial = pred.shape()[2..].to_vec();
+        let classes = channels - first;
+        let voxels: usize = spatial.iter().product();
+        // The kept channels, read as f32, one parallel task per (item, class) plane.
         let binary = |t: &Tensor, what: &str| -> Result<Vec<bool>> {
-            let voxels: usize = spatial.iter().product();
-            let values = t.to_vec_f64();
-            if let Some(v) = values.iter().find(|v| **v != 0.0 && **v != 1.0) {
-                return Err(Error::invalid(
-                    op,
-                    format!("expected a binarized {what} (values 0 or 1), found {v}"),
-                ));
-            }
-            Ok(values
-                .chunks(voxels * channels)
-                .flat_map(|item| &item[first * voxels..])
-                .map(|v| *v == 1.0)
-                .collect())
+            let t = t.to_dtype(DType::F32)?;
+            let values = t.values::<f32>()?;
+            let mut out = vec![false; batch * classes * voxels];
+            out.par_chunks_mut(voxels.max(1))
+                .enumerate()
+                .try_for_each(|(k, plane)| {
+                    let (b, c) = (k / classes, k % classes + first);
+                    let src = &values[(b * channels + c) * voxels..][..voxels];
+                    for (o, &v) in plane.iter_mut().zip(src) {
+                        if v != 0.0 && v != 1.0 {
+                            return Err(Error::invalid(
+                                op,
+                                format!("expected a binarized {what} (values 0 or 1), found {v}"),
+                            ));
+                        }
+                        *o = v == 1.0;
+                    }
+                    Ok(())
+                })?;
+            Ok(out)
         };
         Ok(ClassMasks {
             batch,
-            classes: channels - first,
+            classes,
             pred: binary(pred, "prediction")?,
             truth: binary(target, "ground truth")?,
             spatial,

@@ -11,6 +11,7 @@
 //!   `chi = sum over the cells of the closed complex of (-1)^dim` (vertices - edges + faces - cubes);
 //!   2D `b1` also equals `b0 - chi`, which the tests hold it to.
 
+use rayon::prelude::*;
 use seg_tensor::{Error, Result, Tensor};
 
 use super::grid::{count_components, Connectivity, Grid};
@@ -21,48 +22,52 @@ use super::grid::{count_components, Connectivity, Grid};
 /// foreground cell `v` has `x_a` in `{2 v_a, 2 v_a + 1, 2 v_a + 2}` on every axis.
 pub fn euler_characteristic(mask: &[bool], shape: &[usize]) -> i64 {
     let rank = shape.len();
-    let mut x = vec![0usize; rank];
-    let mut chi = 0i64;
-    loop {
-        // The cells containing x: odd x_a pins v_a, even x_a allows x_a/2 - 1 and x_a/2.
-        let choices: Vec<Vec<usize>> = (0..rank)
-            .map(|a| {
-                if x[a] % 2 == 1 {
-                    vec![x[a] / 2]
-                } else {
-                    [x[a] / 2, (x[a] / 2).wrapping_sub(1)]
-                        .into_iter()
-                        .filter(|&v| v < shape[a])
-                        .collect()
-                }
-            })
-            .collect();
-        let combos: usize = choices.iter().map(Vec::len).product();
-        let covered = (0..combos).any(|mut k| {
+    if rank == 0 || mask.is_empty() {
+        return 0;
+    }
+    // The cells containing x: odd x_a pins v_a = x_a / 2, even x_a allows x_a / 2 - 1 (bit a of
+    // `pick` set) and x_a / 2, where inside the image.
+    let covered = |x: &[usize]| {
+        (0..1usize << rank).any(|pick| {
             let mut i = 0;
-            for (a, c) in choices.iter().enumerate() {
-                i = i * shape[a] + c[k % c.len()];
-                k /= c.len();
+            for a in 0..rank {
+                let lower = x[a] & 1 == 0 && pick >> a & 1 == 1;
+                let v = if lower { (x[a] / 2).wrapping_sub(1) } else { x[a] / 2 };
+                if v >= shape[a] {
+                    return false;
+                }
+                i = i * shape[a] + v;
             }
             mask[i]
-        });
-        if covered {
-            let dim = x.iter().filter(|&&c| c % 2 == 1).count();
-            chi += if dim % 2 == 0 { 1 } else { -1 };
-        }
-        let mut a = rank;
-        loop {
-            if a == 0 {
-                return chi;
+        })
+    };
+    // One task per slab of cells with the same first doubled coordinate.
+    (0..=2 * shape[0])
+        .into_par_iter()
+        .map(|x0| {
+            let mut x = vec![0usize; rank];
+            x[0] = x0;
+            let mut chi = 0i64;
+            loop {
+                if covered(&x) {
+                    let dim = x.iter().filter(|&&c| c % 2 == 1).count();
+                    chi += if dim % 2 == 0 { 1 } else { -1 };
+                }
+                let mut a = rank;
+                loop {
+                    a -= 1;
+                    if a == 0 {
+                        return chi;
+                    }
+                    x[a] += 1;
+                    if x[a] <= 2 * shape[a] {
+                        break;
+                    }
+                    x[a] = 0;
+                }
             }
-            a -= 1;
-            x[a] += 1;
-            if x[a] <= 2 * shape[a] {
-                break;
-            }
-            x[a] = 0;
-        }
-    }
+        })
+        .sum()
 }
 
 /// Betti numbers of a binary mask (row-major over `shape`, rank 2 or 3): `[b0, b1]` in 2D,
@@ -114,6 +119,20 @@ pub fn betti_numbers(mask: &Tensor) -> Result<Vec<usize>> {
     betti_of(&binary_mask("betti_numbers", mask)?, mask.shape())
 }
 
+/// The Betti-number errors `|b_k(pred) - b_k(target)|` per dimension of two binary masks of the same
+/// 2D or 3D shape (the metric of topology-aware segmentation papers).
+pub fn betti_errors(pred: &Tensor, target: &Tensor) -> Result<Vec<usize>> {
+    if pred.shape() != target.shape() {
+        return Err(Error::ShapeMismatch {
+            op: "betti_errors",
+            expected: format!("a ground truth of the prediction's shape {:?}", pred.shape()),
+            found: target.shape().to_vec(),
+        });
+    }
+    let (p, t) = (betti_numbers(pred)?, betti_numbers(target)?);
+    Ok(p.iter().zip(&t).map(|(a, b)| a.abs_diff(*b)).collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -163,6 +182,18 @@ mod tests {
     fn diagonal_voxels_touch() {
         let m = volume([2, 2, 2], |z, y, x| z == y && y == x);
         assert_eq!(betti_of(&m, &[2, 2, 2]).unwrap(), vec![1, 0, 0]);
+    }
+
+    #[test]
+    fn betti_errors_count_the_difference_per_dimension() {
+        let ring = [1.0f32, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 1.0];
+        let dots = [1.0f32, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0];
+        let (p, t) = (
+            Tensor::from_slice(&dots, &[3, 3]).unwrap(),
+            Tensor::from_slice(&ring, &[3, 3]).unwrap(),
+        );
+        assert_eq!(betti_errors(&p, &t).unwrap(), vec![3, 1]);
+        assert!(betti_errors(&p, &Tensor::from_slice(&ring, &[9, 1]).unwrap()).is_err());
     }
 
     #[test]

@@ -8,6 +8,9 @@ pub enum Connectivity {
     Full,
 }
 
+/// The largest rank a [`Grid`] supports (the topology code works on 2D and 3D images).
+const MAX_RANK: usize = 3;
+
 /// A row-major grid of `shape` and the index offsets of one connectivity's neighbourhood.
 #[derive(Debug, Clone)]
 pub struct Grid {
@@ -18,8 +21,10 @@ pub struct Grid {
 }
 
 impl Grid {
+    /// The grid of `shape` (rank 1 to 3: callers check their input's rank first).
     pub fn new(shape: &[usize], connectivity: Connectivity) -> Grid {
         let rank = shape.len();
+        assert!((1..=MAX_RANK).contains(&rank), "grid rank {rank}");
         let mut strides = vec![1usize; rank];
         for a in (0..rank.saturating_sub(1)).rev() {
             strides[a] = strides[a + 1] * shape[a + 1];
@@ -42,17 +47,19 @@ impl Grid {
         }
     }
 
-    /// The coordinates of cell `i`.
-    pub fn coords(&self, i: usize) -> Vec<usize> {
-        self.shape.iter().zip(&self.strides).map(|(n, s)| i / s % n).collect()
+    /// The coordinates of cell `i` (the first `rank` entries).
+    fn coords(&self, i: usize) -> [usize; MAX_RANK] {
+        let mut c = [0; MAX_RANK];
+        for (a, (n, s)) in self.shape.iter().zip(&self.strides).enumerate() {
+            c[a] = i / s % n;
+        }
+        c
     }
 
     /// Whether cell `i` lies on the grid's border (touches the outside through a face).
     pub fn on_border(&self, i: usize) -> bool {
-        self.coords(i)
-            .iter()
-            .zip(&self.shape)
-            .any(|(&c, &n)| c == 0 || c + 1 == n)
+        let c = self.coords(i);
+        self.shape.iter().enumerate().any(|(a, &n)| c[a] == 0 || c[a] + 1 == n)
     }
 
     /// Calls `f` with every neighbour of cell `i` inside the grid.
@@ -60,7 +67,7 @@ impl Grid {
         let c = self.coords(i);
         'steps: for step in &self.steps {
             let mut j = 0usize;
-            for a in 0..c.len() {
+            for a in 0..self.shape.len() {
                 let x = c[a] as isize + step[a];
                 if x < 0 || x >= self.shape[a] as isize {
                     continue 'steps;

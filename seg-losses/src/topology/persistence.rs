@@ -123,9 +123,8 @@ fn h1_by_duality(f: &[f64], shape: &[usize], order: &[usize], position: &[usize]
     let n = f.len();
     let grid = Grid::new(shape, Connectivity::Face);
     // In the dual, later cells are older; the outside is the oldest of all.
-    let mut dual_position: Vec<usize> = position.iter().map(|p| n - 1 - p).collect();
+    let mut dual_position: Vec<usize> = position.iter().map(|p| n - p).collect();
     dual_position.push(0);
-    dual_position.iter_mut().take(n).for_each(|p| *p += 1);
     let mut comps = Components {
         sets: DisjointSets::new(n + 1),
         oldest: (0..=n).collect(),
