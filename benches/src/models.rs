@@ -88,7 +88,9 @@ fn infer_case<N: Network + 'static>(name: &str, make: fn() -> Result<N>) -> Case
 /// The suite's network cases.
 pub fn model_cases() -> Vec<Case> {
     vec![
-        train_step_case("unet_train_step_64", unet, || Box::new(Sgd::with_momentum(1e-2, 0.99, true))),
+        train_step_case("unet_train_step_64", unet, || {
+            Box::new(Sgd::with_momentum(1e-2, 0.99, true))
+        }),
         infer_case("unet_infer_64", unet),
         train_step_case("swin_unetr_train_step_64", swin_unetr, || Box::new(Adam::adamw(1e-4))),
         infer_case("swin_unetr_infer_64", swin_unetr),

@@ -182,16 +182,18 @@ impl BasicUNet {
         })
     }
 
-    /// Logits `(N, out_channels, *spatial)` for `x` `(N, in_channels, *spatial)`; every spatial size
-    /// must be at least 16 (four halvings).
+    /// Logits `(N, out_channels, *spatial)` for `x` `(N, in_channels, *spatial)`; four halvings of
+    /// the spatial sizes must leave more than one voxel.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let c = &self.config;
         let spatial = x.shape().get(2..).unwrap_or_default();
-        if x.rank() != c.spatial_dims + 2 || x.shape()[1] != c.in_channels || spatial.iter().any(|&s| s < 16) {
+        // Four halvings must leave more than one voxel for the bottleneck's instance norm.
+        let bottleneck: usize = spatial.iter().map(|s| s / 16).product();
+        if x.rank() != c.spatial_dims + 2 || x.shape()[1] != c.in_channels || bottleneck < 2 {
             return Err(Error::ShapeMismatch {
                 op: "BasicUNet",
                 expected: format!(
-                    "(N, {}, {}) with every spatial size at least 16",
+                    "(N, {}, {}) with spatial sizes of at least 16 that leave the bottleneck (size / 16) more than one voxel",
                     c.in_channels,
                     vec!["S"; c.spatial_dims].join(", ")
                 ),
