@@ -135,3 +135,57 @@ fn infer_writes_a_label_map_on_the_input_grid() {
     assert!(dir.join("labels.png").exists());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_two_epoch_tiny_training_run_writes_its_files_and_the_held_out_line() {
+    let dir = scratch("train");
+    for (i, name) in ["a", "b", "c"].iter().enumerate() {
+        let (image, labels) = spheres_and_boxes(32, 4, 0.1, i as u64).unwrap();
+        let image = image.add_scalar(1.0).unwrap(); // nonzero everywhere: the crop keeps it whole
+        for (sub, file, t, dtype) in [
+            ("imagesTr", format!("{name}_0000.nii.gz"), &image, NiftiType::F32),
+            ("labelsTr", format!("{name}.nii.gz"), &labels, NiftiType::U8),
+        ] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+            nifti::write(dir.join(sub).join(file), &Header::new(t.shape(), dtype, &identity()), t).unwrap();
+        }
+    }
+    let run = dir.join("run");
+    let out = seg()
+        .args([
+            "train",
+            "--epochs",
+            "2",
+            "--steps-per-epoch",
+            "2",
+            "--batch-size",
+            "1",
+            "--patch",
+            "32",
+        ])
+        .args(["--spacing", "1", "--features", "2,2,2,2,2,2", "--data"])
+        .arg(&dir)
+        .arg("--out")
+        .arg(&run)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("held-out mean Dice (class 1, class 2): "), "{stdout}");
+    for file in [
+        "best.safetensors",
+        "last.safetensors",
+        "log.jsonl",
+        "learning_curve.png",
+        "overlay.png",
+    ] {
+        assert!(run.join(file).exists(), "{file}");
+    }
+    let log = std::fs::read_to_string(run.join("log.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 2);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -6,9 +6,8 @@ use std::path::PathBuf;
 use clap::Args;
 use seg::data::nifti::{self, NiftiType};
 use seg::data::picture::overlay;
-use seg::data::pipeline;
 use seg::nn::checkpoint::read_safetensors;
-use seg::train::{labels_of, predict_logits, Model, ModelSpec};
+use seg::train::{segment_volume, Model, ModelSpec};
 use seg::Result;
 
 #[derive(Args, Debug)]
@@ -39,17 +38,7 @@ pub fn run(args: &InferArgs) -> Result<()> {
     let mut model = Model::new(&spec, 0)?;
     seg::nn::load_parameters(model.module_mut(), &tensors, true)?;
     let image = nifti::read(&args.input)?;
-    let prepared = pipeline::prepare(&image.data, None, image.spacing(), Some(spec.spacing))?;
-    let labels = seg::no_grad(|| {
-        labels_of(&predict_logits(
-            &model,
-            &prepared.image,
-            spec.patch,
-            args.overlap,
-            args.tta,
-        )?)
-    })?;
-    let restored = prepared.restore_labels(&labels)?;
+    let restored = segment_volume(&model, &spec, &image.data, image.spacing(), args.overlap, args.tta)?;
     let header = image.header.derive(restored.shape(), NiftiType::U8);
     nifti::write(&args.output, &header, &restored)?;
     println!(
@@ -61,7 +50,7 @@ pub fn run(args: &InferArgs) -> Result<()> {
     if let Some(png) = &args.png {
         let names: Vec<String> = (1..spec.classes).map(|c| format!("class {c}")).collect();
         let names: Vec<&str> = names.iter().map(String::as_str).collect();
-        overlay(&prepared.image, &labels, None, &names)?.save(png)?;
+        overlay(&image.data, &restored, None, &names)?.save(png)?;
         println!("wrote {}", png.display());
     }
     Ok(())

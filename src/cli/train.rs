@@ -3,19 +3,22 @@
 
 use std::fs::File;
 use std::io::Write;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use seg::data::augment::Augment;
+use seg::data::nifti::{self, NiftiImage, NiftiType};
 use seg::data::patch::AxialSplit;
 use seg::data::picture::{learning_curve, overlay};
+use seg::data::preprocess::{self, cropped_affine};
 use seg::data::{dataset, mni, pipeline};
 use seg::nn::checkpoint::{load_checkpoint, save_checkpoint};
 use seg::train::{
-    evaluate, fit, labels_of, predict_logits, EpochReport, Model, ModelKind, ModelSpec, Observer, OptimizerKind,
-    TrainConfig, TrainData,
+    evaluate, fit, segment_volume, EpochReport, Model, ModelKind, ModelSpec, Observer, OptimizerKind, TrainConfig,
+    TrainData,
 };
 use seg::{Error, Result, Tensor};
 
@@ -149,62 +152,90 @@ impl Observer for Progress {
     }
 }
 
-/// The training volumes and the held-out one, prepared (cropped, z-scored, resampled), with the
-/// class names: the MNI152 template split along its axial axis, or the user's folder (the last case
-/// held out, or an axial slab of a single case).
-fn load_data(data: Option<&Path>, spacing: [f64; 3]) -> Result<TrainData> {
-    /// An image, its labels and its spacing.
-    type Volume = (Tensor, Tensor, [f64; 3]);
-    let (cases, class_names): (Vec<Volume>, Vec<String>) = match data {
+/// A volume on its own grid: the image (with its header, for the affine and spacing) and its labels.
+struct Source {
+    image: NiftiImage,
+    labels: Tensor,
+}
+
+impl Source {
+    /// The axial slices `range` (tensor axis 0) as a volume of their own, its affine shifted to match.
+    fn slab(&self, range: &Range<usize>) -> Result<Source> {
+        let [_, h, w] = [0, 1, 2].map(|a| self.image.data.shape()[a]);
+        let data = AxialSplit::slab(&self.image.data, range)?;
+        let mut header = self.image.header.derive(data.shape(), self.image.header.datatype);
+        header.set_affine(&cropped_affine(&self.image.affine(), &[range.clone(), 0..h, 0..w]));
+        Ok(Source {
+            image: NiftiImage { header, data },
+            labels: AxialSplit::slab(&self.labels, range)?,
+        })
+    }
+
+    /// Cropped, z-scored and resampled to `spacing`, as the network sees it.
+    fn prepared(&self, spacing: [f64; 3]) -> Result<(Tensor, Tensor)> {
+        let p = pipeline::prepare(
+            &self.image.data,
+            Some(&self.labels),
+            self.image.spacing(),
+            Some(spacing),
+        )?;
+        Ok((p.image, p.labels.expect("labels were given")))
+    }
+}
+
+/// The training volumes and the held-out one on their own grids, with the class names: the MNI152
+/// template with an axial slab of its brain held out (slices 55% to 75% of the brain's extent, never
+/// left against right), or the user's folder (the last case held out, or an axial slab of a single
+/// case).
+fn load_sources(data: Option<&Path>) -> Result<(Vec<Source>, Source, Vec<String>)> {
+    let (mut cases, class_names) = match data {
         None => {
             let m = mni::load(mni::default_dir())?;
-            (
-                vec![(m.t1.data.clone(), m.labels.clone(), m.t1.spacing())],
-                vec!["GM".into(), "WM".into()],
-            )
+            let source = Source {
+                image: m.t1,
+                labels: m.labels,
+            };
+            (vec![source], vec!["GM".to_string(), "WM".to_string()])
         }
         Some(dir) => {
             let cases = dataset::load_folder(dir)?;
-            let classes = cases
-                .iter()
-                .map(|c| c.labels.max_dim(0, false).and_then(|m| m.0.item()))
-                .try_fold(0.0f64, |m, v: Result<f64>| Ok::<f64, Error>(m.max(v?)))? as usize;
-            let names = (1..=classes.max(1)).map(|c| format!("class {c}")).collect();
-            (
-                cases
+            let mut classes = 1;
+            for c in &cases {
+                let max = c
+                    .labels
+                    .to_dtype(seg::DType::F32)?
+                    .to_vec::<f32>()?
                     .into_iter()
-                    .map(|c| (c.image.data.clone(), c.labels, c.image.spacing()))
-                    .collect(),
-                names,
-            )
+                    .fold(0.0f32, f32::max);
+                classes = classes.max(max as usize);
+            }
+            let names = (1..=classes).map(|c| format!("class {c}")).collect();
+            let sources = cases
+                .into_iter()
+                .map(|c| Source {
+                    image: c.image,
+                    labels: c.labels,
+                })
+                .collect();
+            (sources, names)
         }
     };
-    let prepared: Vec<(Tensor, Tensor)> = cases
+    if cases.len() > 1 {
+        let held_out = cases.pop().expect("two or more cases");
+        return Ok((cases, held_out, class_names));
+    }
+    let source = cases.pop().expect("one case");
+    let brain = preprocess::nonzero_bbox(&source.image.data)?[0].clone();
+    let split = AxialSplit::new(brain.len(), 0.55, 0.2)?;
+    let shift = |r: &Range<usize>| brain.start + r.start..brain.start + r.end;
+    let val = shift(&split.val);
+    let depth = source.image.data.shape()[0];
+    let train = [0..val.start, val.end..depth]
         .iter()
-        .map(|(image, labels, from)| {
-            let p = pipeline::prepare(image, Some(labels), *from, Some(spacing))?;
-            Ok((p.image, p.labels.expect("labels were given")))
-        })
-        .collect::<Result<_>>()?;
-    let (train, val) = if prepared.len() == 1 {
-        let (image, labels) = &prepared[0];
-        let split = AxialSplit::new(image.shape()[0], 0.55, 0.2)?;
-        let slab = |r: &std::ops::Range<usize>| Ok((AxialSplit::slab(image, r)?, AxialSplit::slab(labels, r)?));
-        (
-            split.train.iter().map(slab).collect::<Result<Vec<_>>>()?,
-            slab(&split.val)?,
-        )
-    } else {
-        let mut train = prepared;
-        let val = train.pop().expect("two or more cases");
-        (train, val)
-    };
-    Ok(TrainData {
-        train,
-        val,
-        spacing,
-        class_names,
-    })
+        .filter(|r| !r.is_empty())
+        .map(|r| source.slab(r))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((train, source.slab(&val)?, class_names))
 }
 
 pub fn run(args: &TrainArgs) -> Result<()> {
@@ -242,7 +273,16 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     }
 
     let loading = Instant::now();
-    let data = load_data(args.data.as_deref(), spacing)?;
+    let (train_sources, held_out, class_names) = load_sources(args.data.as_deref())?;
+    let data = TrainData {
+        train: train_sources
+            .iter()
+            .map(|s| s.prepared(spacing))
+            .collect::<Result<_>>()?,
+        val: held_out.prepared(spacing)?,
+        spacing,
+        class_names,
+    };
     let classes = data.class_names.len() + 1;
     println!(
         "data: {} training volume(s) {:?}, held-out {:?} at {spacing:?} mm ({:.1} s)",
@@ -307,17 +347,32 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     progress.bar.finish_and_clear();
     println!("trained in {:.0} s", started.elapsed().as_secs_f64());
 
-    // The held-out result of the best checkpoint, with flip test-time augmentation.
+    // The held-out result of the best checkpoint, on the held-out volume's own grid, exactly as
+    // `seg infer --tta` and `seg eval` compute it from the files written here.
     load_checkpoint(model.module_mut(), &progress.files.best(), true)?;
-    let prediction = seg::no_grad(|| labels_of(&predict_logits(&model, &data.val.0, patch, 0.5, true)?))?;
-    let metrics = evaluate(&prediction, &data.val.1, classes, spacing)?;
+    let image = &held_out.image;
+    let prediction = segment_volume(&model, &spec, &image.data, image.spacing(), 0.5, true)?;
+    let metrics = evaluate(&prediction, &held_out.labels, classes, image.spacing())?;
+    let u8_header = |t: &Tensor| image.header.derive(t.shape(), NiftiType::U8);
+    nifti::write(args.out.join("heldout_image.nii.gz"), &image.header, &image.data)?;
+    nifti::write(
+        args.out.join("heldout_labels.nii.gz"),
+        &u8_header(&held_out.labels),
+        &held_out.labels,
+    )?;
+    nifti::write(
+        args.out.join("heldout_prediction.nii.gz"),
+        &u8_header(&prediction),
+        &prediction,
+    )?;
     let loss: Vec<f64> = reports.iter().map(|r| r.train_loss).collect();
     let dice: Vec<f64> = reports.iter().map(|r| r.val.mean_dice()).collect();
     learning_curve(&loss, &dice)?.save(args.out.join("learning_curve.png"))?;
     let names: Vec<&str> = data.class_names.iter().map(String::as_str).collect();
-    overlay(&data.val.0, &data.val.1, Some(&prediction), &names)?.save(args.out.join("overlay.png"))?;
+    overlay(&image.data, &held_out.labels, Some(&prediction), &names)?.save(args.out.join("overlay.png"))?;
     println!(
-        "wrote {} (best.safetensors, last.safetensors, log.jsonl, learning_curve.png, overlay.png)",
+        "wrote {} (best and last checkpoints, log.jsonl, learning_curve.png, overlay.png, heldout_image, \
+         heldout_labels and heldout_prediction .nii.gz)",
         args.out.display()
     );
     println!("held-out mean Dice ({}): {:.3}", names.join(", "), metrics.mean_dice());

@@ -79,3 +79,19 @@ pub fn evaluate(prediction: &Tensor, truth: &Tensor, classes: usize, spacing: [f
         assd: surface.assd.to_vec_f64(),
     })
 }
+
+/// The label map of a whole image on its own grid, as `seg infer` makes it: nnU-Net's preparation
+/// (crop to the nonzero box, z-score, resample from `spacing` to the network's spacing), sliding
+/// windows, then the labels resized back (nearest) into the box and background outside.
+pub fn segment_volume(
+    model: &Model,
+    spec: &super::ModelSpec,
+    image: &Tensor,
+    spacing: [f64; 3],
+    overlap: f64,
+    flip_tta: bool,
+) -> Result<Tensor> {
+    let prepared = seg_data::pipeline::prepare(image, None, spacing, Some(spec.spacing))?;
+    let labels = crate::no_grad(|| labels_of(&predict_logits(model, &prepared.image, spec.patch, overlap, flip_tta)?))?;
+    prepared.restore_labels(&labels)
+}

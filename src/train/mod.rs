@@ -6,7 +6,7 @@ mod evaluate;
 mod model;
 pub mod synthetic;
 
-pub use evaluate::{evaluate, labels_of, predict_logits, ClassMetrics};
+pub use evaluate::{evaluate, labels_of, predict_logits, segment_volume, ClassMetrics};
 pub use model::{Model, ModelKind, ModelSpec};
 
 use std::time::Instant;
