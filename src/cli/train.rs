@@ -26,7 +26,7 @@ use super::{metrics_table, parse_triple};
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// Network: unet (MONAI BasicUNet), plain-unet (nnU-Net), swin-unetr, mamba-unet.
+    /// Network: unet (MONAI BasicUNet), plain-unet (nnU-Net), swin-unetr (MONAI), mamba-unet (not yet).
     #[arg(long, default_value = "unet")]
     model: String,
     /// cpu or cuda.
@@ -50,9 +50,9 @@ pub struct TrainArgs {
     /// sgd (nnU-Net's: momentum 0.99, Nesterov, poly schedule) or adamw (warmup + cosine).
     #[arg(long, default_value = "sgd")]
     optimizer: String,
-    /// BasicUNet features: six numbers.
-    #[arg(long, default_value = "16,16,32,64,128,16")]
-    features: String,
+    /// BasicUNet features: six numbers (swin-unetr: its feature size, a multiple of 12; default 24).
+    #[arg(long)]
+    features: Option<String>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// A folder of your own data: imagesTr/ + labelsTr/ (nnU-Net) or images/ + labels/. Default: the
@@ -252,19 +252,24 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let optimizer = OptimizerKind::parse(&args.optimizer)?;
     let patch = parse_triple::<usize>("patch", &args.patch)?;
     let spacing = parse_triple::<f64>("spacing", &args.spacing)?;
-    let features: [usize; 6] = args
-        .features
+    let features_text = args.features.clone().unwrap_or_else(|| match kind {
+        ModelKind::SwinUNETR => "24".into(),
+        _ => "16,16,32,64,128,16".into(),
+    });
+    let numbers: Vec<usize> = features_text
         .split(',')
         .map(|f| f.trim().parse::<usize>())
         .collect::<std::result::Result<Vec<_>, _>>()
-        .ok()
-        .and_then(|v| v.try_into().ok())
-        .ok_or_else(|| {
+        .map_err(|_| Error::invalid("train", format!("--features needs numbers, found {features_text:?}")))?;
+    let features: [usize; 6] = match numbers[..] {
+        [f] if kind == ModelKind::SwinUNETR => [f; 6],
+        _ => numbers.try_into().map_err(|_| {
             Error::invalid(
                 "train",
-                format!("--features needs six numbers, found {:?}", args.features),
+                format!("--features needs six numbers, found {features_text:?}"),
             )
-        })?;
+        })?,
+    };
     if args.epochs == 0 || args.steps_per_epoch == 0 || args.batch_size == 0 {
         return Err(Error::invalid(
             "train",

@@ -3,17 +3,18 @@
 
 use std::collections::BTreeMap;
 
-use seg_models::{BasicUNet, BasicUNetConfig, PlainConvUNet};
+use seg_models::{BasicUNet, BasicUNetConfig, PlainConvUNet, SwinUNETR, SwinUNETRConfig};
 use seg_nn::Module;
 
 use crate::{Error, Result, Tensor};
 
-/// Which network: `unet` (MONAI's BasicUNet) or `plain-unet` (nnU-Net's PlainConvUNet, planned
-/// from the patch size and spacing).
+/// Which network: `unet` (MONAI's BasicUNet), `plain-unet` (nnU-Net's PlainConvUNet, planned
+/// from the patch size and spacing) or `swin-unetr` (MONAI's SwinUNETR, feature size 24 by default).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ModelKind {
     UNet,
     PlainUNet,
+    SwinUNETR,
 }
 
 impl ModelKind {
@@ -21,9 +22,11 @@ impl ModelKind {
         match name {
             "unet" => Ok(Self::UNet),
             "plain-unet" => Ok(Self::PlainUNet),
-            "swin-unetr" | "mamba-unet" => Err(Error::invalid(
+            "swin-unetr" => Ok(Self::SwinUNETR),
+            "mamba-unet" => Err(Error::invalid(
                 "model",
-                format!("{name} is not trainable yet in seg train; use unet or plain-unet"),
+                "mamba-unet is not built yet (the Mamba U-Net networks come with their issue); use unet, \
+                 plain-unet or swin-unetr",
             )),
             other => Err(Error::invalid(
                 "model",
@@ -36,6 +39,7 @@ impl ModelKind {
         match self {
             Self::UNet => "unet",
             Self::PlainUNet => "plain-unet",
+            Self::SwinUNETR => "swin-unetr",
         }
     }
 }
@@ -47,7 +51,8 @@ pub struct ModelSpec {
     pub kind: ModelKind,
     pub in_channels: usize,
     pub classes: usize,
-    /// BasicUNet's six feature counts (unused for the planned U-Net).
+    /// BasicUNet's six feature counts; SwinUNETR takes the first as its feature size (a multiple of
+    /// 12); the planned U-Net ignores them.
     pub features: [usize; 6],
     pub patch: [usize; 3],
     pub spacing: [f64; 3],
@@ -97,6 +102,7 @@ impl ModelSpec {
 pub enum Model {
     UNet(Box<BasicUNet>),
     PlainUNet(Box<PlainConvUNet>),
+    SwinUNETR(Box<SwinUNETR>),
 }
 
 impl Model {
@@ -111,6 +117,11 @@ impl Model {
                 let plan = seg_models::plan::plan(spec.in_channels, spec.classes, &spec.patch, &spec.spacing, false)?;
                 Model::PlainUNet(Box::new(PlainConvUNet::new(plan.config, seed)?))
             }
+            ModelKind::SwinUNETR => {
+                let mut config = SwinUNETRConfig::new(spec.in_channels, spec.classes, 3);
+                config.feature_size = spec.features[0];
+                Model::SwinUNETR(Box::new(SwinUNETR::new(config, seed)?))
+            }
         })
     }
 
@@ -123,6 +134,7 @@ impl Model {
                 .into_iter()
                 .next()
                 .ok_or_else(|| Error::invalid("PlainConvUNet", "no output")),
+            Model::SwinUNETR(net) => net.forward(x),
         }
     }
 
@@ -130,6 +142,7 @@ impl Model {
         match self {
             Model::UNet(net) => net.as_ref(),
             Model::PlainUNet(net) => net.as_ref(),
+            Model::SwinUNETR(net) => net.as_ref(),
         }
     }
 
@@ -137,6 +150,7 @@ impl Model {
         match self {
             Model::UNet(net) => net.as_mut(),
             Model::PlainUNet(net) => net.as_mut(),
+            Model::SwinUNETR(net) => net.as_mut(),
         }
     }
 }
