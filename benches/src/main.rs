@@ -8,7 +8,7 @@ mod models;
 
 use std::time::Instant;
 
-use seg_losses::{DiceCELoss, DiceFocalLoss, SoftDiceclDiceLoss};
+use seg_losses::{DiceCELoss, DiceFocalLoss, DiceLoss, SoftDiceclDiceLoss, SoftclDiceLoss};
 use seg_tensor::{ConvOptions, ConvPadding, ConvTransposeOptions, DType, Result, ScanOptions, Tensor};
 
 /// The timed body of a case.
@@ -203,24 +203,33 @@ fn loss_cases() -> [Case; 3] {
     [
         loss_case("dice_ce", 4, 64, |x, y| {
             DiceCELoss {
-                softmax: true,
-                to_onehot_y: true,
+                dice: DiceLoss {
+                    softmax: true,
+                    to_onehot_y: true,
+                    ..Default::default()
+                },
                 ..Default::default()
             }
             .forward(x, y)
         }),
         loss_case("dice_focal", 4, 64, |x, y| {
             DiceFocalLoss {
-                softmax: true,
-                to_onehot_y: true,
+                dice: DiceLoss {
+                    softmax: true,
+                    to_onehot_y: true,
+                    ..Default::default()
+                },
                 ..Default::default()
             }
             .forward(x, y)
         }),
         loss_case("soft_dice_cldice", 2, 64, |x, y| {
             SoftDiceclDiceLoss {
-                softmax: true,
-                to_onehot_y: true,
+                cldice: SoftclDiceLoss {
+                    softmax: true,
+                    to_onehot_y: true,
+                    ..Default::default()
+                },
                 ..Default::default()
             }
             .forward(x, y)

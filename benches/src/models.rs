@@ -2,7 +2,7 @@
 //! inference of MONAI's BasicUNet and SwinUNETR on a `(1, 1, 64, 64, 64)` patch, as
 //! `torch_baseline.py` times them.
 
-use seg_losses::DiceCELoss;
+use seg_losses::{DiceCELoss, DiceLoss};
 use seg_models::{BasicUNet, BasicUNetConfig, SwinUNETR, SwinUNETRConfig};
 use seg_nn::optim::{Adam, Optimizer, ParamGrads, Sgd};
 use seg_nn::Module;
@@ -60,8 +60,11 @@ fn train_step_case<N: Network + 'static>(
             let mut opt = optimizer();
             let (x, labels) = batch()?;
             let loss = DiceCELoss {
-                to_onehot_y: true,
-                softmax: true,
+                dice: DiceLoss {
+                    to_onehot_y: true,
+                    softmax: true,
+                    ..Default::default()
+                },
                 ..Default::default()
             };
             Ok(Box::new(move || {

@@ -3,7 +3,7 @@
 use seg_tensor::{Error, Result, Tensor};
 
 use crate::options::{Activation, Reduction};
-use crate::prepare::{expect_target_channels, one_hot, Act, Prepare};
+use crate::prepare::{onehot_target_first, Act, Prepare};
 use crate::skeleton::soft_skel;
 use crate::DiceLoss;
 
@@ -89,48 +89,31 @@ impl SoftclDiceLoss {
 }
 
 /// `monai.losses.SoftDiceclDiceLoss`: `(1 - alpha) Dice + alpha clDice`, the target made one-hot
-/// first (`to_onehot_y`); Dice is [`DiceLoss`] with this loss's `smooth_nr`, `smooth_dr` (default 1,
-/// not Dice's 1e-5), activation, `include_background` and `reduction`; clDice is [`SoftclDiceLoss`].
-/// With `Reduction::None` the two broadcast as in MONAI.
+/// first (`cldice.to_onehot_y`); clDice is `cldice` (MONAI's `iter_`, `smooth_nr`, `smooth_dr`,
+/// `smooth`, `include_background`, `to_onehot_y`, `sigmoid`, `softmax`, `other_act`, `reduction`) and
+/// Dice is [`DiceLoss`] with its `smooth_nr`, `smooth_dr` (default 1, not Dice's 1e-5), activation,
+/// `include_background` and `reduction`. With `Reduction::None` the two broadcast as in MONAI.
 #[derive(Clone, Debug)]
 pub struct SoftDiceclDiceLoss {
-    pub iter_: usize,
+    /// The clDice term and the arguments the two terms share.
+    pub cldice: SoftclDiceLoss,
     /// The clDice share, in `[0, 1]`.
     pub alpha: f64,
-    pub smooth_nr: f64,
-    pub smooth_dr: f64,
-    pub smooth: f64,
-    pub include_background: bool,
-    pub to_onehot_y: bool,
-    pub sigmoid: bool,
-    pub softmax: bool,
-    pub other_act: Option<Activation>,
-    pub reduction: Reduction,
 }
 
 impl Default for SoftDiceclDiceLoss {
     /// MONAI's defaults: `iter_ = 3`, `alpha = 0.5`, `smooth_nr = smooth_dr = 1`, `smooth = 1e-4`, mean.
     fn default() -> Self {
-        let c = SoftclDiceLoss::default();
         Self {
-            iter_: c.iter_,
+            cldice: SoftclDiceLoss::default(),
             alpha: 0.5,
-            smooth_nr: c.smooth_nr,
-            smooth_dr: c.smooth_dr,
-            smooth: c.smooth,
-            include_background: c.include_background,
-            to_onehot_y: c.to_onehot_y,
-            sigmoid: c.sigmoid,
-            softmax: c.softmax,
-            other_act: c.other_act,
-            reduction: c.reduction,
         }
     }
 }
 
 impl SoftDiceclDiceLoss {
     /// The loss of `input` `(B, C, spatial...)` against `target` (`(B, C, ...)`, or labels
-    /// `(B, 1, ...)` with `to_onehot_y`).
+    /// `(B, 1, ...)` with `cldice.to_onehot_y`).
     pub fn forward(&self, input: &Tensor, target: &Tensor) -> Result<Tensor> {
         const OP: &str = "SoftDiceclDiceLoss";
         if !(0.0..=1.0).contains(&self.alpha) {
@@ -139,35 +122,22 @@ impl SoftDiceclDiceLoss {
                 format!("alpha must be in [0, 1], found {}", self.alpha),
             ));
         }
-        expect_target_channels(OP, input, target)?;
-        let classes = input.shape()[1];
-        let target = if self.to_onehot_y && classes > 1 {
-            one_hot(OP, &target.to_dtype(input.dtype())?, classes)?
-        } else {
-            target.clone()
-        };
+        let c = &self.cldice;
+        let target = onehot_target_first(OP, input, target, c.to_onehot_y)?;
         let dice = DiceLoss {
-            include_background: self.include_background,
-            sigmoid: self.sigmoid,
-            softmax: self.softmax,
-            other_act: self.other_act,
-            reduction: self.reduction,
-            smooth_nr: self.smooth_nr,
-            smooth_dr: self.smooth_dr,
+            include_background: c.include_background,
+            sigmoid: c.sigmoid,
+            softmax: c.softmax,
+            other_act: c.other_act,
+            reduction: c.reduction,
+            smooth_nr: c.smooth_nr,
+            smooth_dr: c.smooth_dr,
             ..DiceLoss::default()
         }
         .forward(input, &target)?;
         let cldice = SoftclDiceLoss {
-            iter_: self.iter_,
-            smooth_nr: self.smooth_nr,
-            smooth_dr: self.smooth_dr,
-            smooth: self.smooth,
-            include_background: self.include_background,
             to_onehot_y: false,
-            sigmoid: self.sigmoid,
-            softmax: self.softmax,
-            other_act: self.other_act,
-            reduction: self.reduction,
+            ..c.clone()
         }
         .forward(input, &target)?;
         dice.mul_scalar(1.0 - self.alpha)?.add(&cldice.mul_scalar(self.alpha)?)
@@ -190,11 +160,13 @@ mod tests {
         };
         check_grad(|x, y| loss.forward(x, y), &x, &y);
         let combined = SoftDiceclDiceLoss {
-            softmax: true,
-            to_onehot_y: true,
-            include_background: false,
+            cldice: SoftclDiceLoss {
+                softmax: true,
+                to_onehot_y: true,
+                include_background: false,
+                ..Default::default()
+            },
             alpha: 0.3,
-            ..Default::default()
         };
         check_grad(|x, y| combined.forward(x, y), &x, &y);
         let sigmoid = SoftclDiceLoss {
@@ -219,14 +191,13 @@ mod tests {
     #[test]
     fn alpha_mixes_dice_and_cldice() {
         let (x, y) = (logits(&[2, 2, 5, 6], 6), mask(&[2, 2, 5, 6], 7));
-        let mixed = |alpha| SoftDiceclDiceLoss {
-            sigmoid: true,
-            alpha,
-            ..Default::default()
-        };
         let cl = SoftclDiceLoss {
             sigmoid: true,
             ..Default::default()
+        };
+        let mixed = |alpha| SoftDiceclDiceLoss {
+            cldice: cl.clone(),
+            alpha,
         };
         let at = |alpha| value(&mixed(alpha).forward(&x, &y).unwrap());
         assert!((at(1.0) - value(&cl.forward(&x, &y).unwrap())).abs() < 1e-12);

@@ -77,14 +77,7 @@ impl DiceLoss {
             }
             _ => f,
         };
-        match self.reduction {
-            Reduction::None => {
-                let mut shape: Vec<usize> = f.shape().iter().take(2).copied().collect();
-                shape.resize(shape.len() + rank - 2, 1);
-                f.reshape(&shape)
-            }
-            r => r.reduce_all(&f),
-        }
+        self.reduction.reduce_keeping_rank(&f, rank)
     }
 
     /// `f` before weighting, `(B, C)` (`(C,)` with `batch`), and the prediction's rank.

@@ -3,32 +3,25 @@
 use seg_tensor::{Error, Result, Tensor};
 
 use crate::cross_entropy::{BceWithLogitsLoss, CrossEntropyLoss};
-use crate::options::{Activation, ClassWeight, Reduction};
-use crate::prepare::{expect_target_channels, non_negative_lambda};
+use crate::options::{ClassWeight, Reduction};
+use crate::prepare::{expect_no_dice_weight, expect_target_channels, non_negative_lambda};
 use crate::DiceLoss;
 
 /// `monai.losses.DiceCELoss`: `lambda_dice * Dice + lambda_ce * CE` on logits `(B, C, spatial...)`.
 ///
-/// Dice is [`DiceLoss`] with the same arguments (its class weights are `weight` without the
-/// background when `include_background = false`). CE is [`CrossEntropyLoss`] with the class
-/// `weight` and `label_smoothing` on the raw logits, against class indices when the target is
-/// labels `(B, 1, ...)` and against the target as probabilities when it has `C` channels; with one
-/// prediction channel it is [`BceWithLogitsLoss`] with `pos_weight = weight` instead. `reduction` is
-/// `Mean` or `Sum` (MONAI's `DiceCEReduction`).
+/// Dice is `dice` (MONAI's `include_background`, `to_onehot_y`, `sigmoid`, `softmax`, `other_act`,
+/// `squared_pred`, `jaccard`, `reduction`, `smooth_nr`, `smooth_dr`, `batch`; its `soft_label` and
+/// `ignore_index` apply to the Dice term only), with the class weights `weight` without the background
+/// when `include_background = false`. CE is [`CrossEntropyLoss`] with
+/// the class `weight`, `label_smoothing` and `dice.reduction` on the raw logits, against class indices
+/// when the target is labels `(B, 1, ...)` and against the target as probabilities when it has `C`
+/// channels; with one prediction channel it is [`BceWithLogitsLoss`] with `pos_weight = weight`
+/// instead. `dice.reduction` is `Mean` or `Sum` (MONAI's `DiceCEReduction`).
 #[derive(Clone, Debug)]
 pub struct DiceCELoss {
-    pub include_background: bool,
-    pub to_onehot_y: bool,
-    pub sigmoid: bool,
-    pub softmax: bool,
-    pub other_act: Option<Activation>,
-    pub squared_pred: bool,
-    pub jaccard: bool,
-    pub reduction: Reduction,
-    pub smooth_nr: f64,
-    pub smooth_dr: f64,
-    pub batch: bool,
-    /// One weight per class (all classes, background included).
+    /// The Dice term and the arguments the two terms share; its own `weight` stays `None`.
+    pub dice: DiceLoss,
+    /// One weight per class (all classes, background included), for both terms.
     pub weight: Option<Vec<f64>>,
     pub lambda_dice: f64,
     pub lambda_ce: f64,
@@ -38,19 +31,8 @@ pub struct DiceCELoss {
 impl Default for DiceCELoss {
     /// MONAI's defaults: Dice's defaults, `lambda_dice = lambda_ce = 1`, no label smoothing.
     fn default() -> Self {
-        let d = DiceLoss::default();
         Self {
-            include_background: d.include_background,
-            to_onehot_y: d.to_onehot_y,
-            sigmoid: d.sigmoid,
-            softmax: d.softmax,
-            other_act: d.other_act,
-            squared_pred: d.squared_pred,
-            jaccard: d.jaccard,
-            reduction: d.reduction,
-            smooth_nr: d.smooth_nr,
-            smooth_dr: d.smooth_dr,
-            batch: d.batch,
+            dice: DiceLoss::default(),
             weight: None,
             lambda_dice: 1.0,
             lambda_ce: 1.0,
@@ -65,17 +47,19 @@ impl DiceCELoss {
     /// The loss of logits `input` `(B, C, spatial...)` against `target` `(B, C, ...)` or labels
     /// `(B, 1, ...)`.
     pub fn forward(&self, input: &Tensor, target: &Tensor) -> Result<Tensor> {
-        if self.reduction == Reduction::None {
+        let reduction = self.dice.reduction;
+        if reduction == Reduction::None {
             return Err(Error::invalid(
                 OP,
                 "reduction must be \"mean\" or \"sum\", found \"none\"",
             ));
         }
+        expect_no_dice_weight(OP, &self.dice, "set DiceCELoss.weight: it serves both terms")?;
         non_negative_lambda(OP, "lambda_dice", self.lambda_dice)?;
         non_negative_lambda(OP, "lambda_ce", self.lambda_ce)?;
         expect_target_channels(OP, input, target)?;
         let dice_weight = self.weight.as_ref().map(|w| {
-            let kept = if self.include_background {
+            let kept = if self.dice.include_background {
                 &w[..]
             } else {
                 &w[1.min(w.len())..]
@@ -83,31 +67,20 @@ impl DiceCELoss {
             ClassWeight::PerClass(kept.to_vec())
         });
         let dice = DiceLoss {
-            include_background: self.include_background,
-            to_onehot_y: self.to_onehot_y,
-            sigmoid: self.sigmoid,
-            softmax: self.softmax,
-            other_act: self.other_act,
-            squared_pred: self.squared_pred,
-            jaccard: self.jaccard,
-            reduction: self.reduction,
-            smooth_nr: self.smooth_nr,
-            smooth_dr: self.smooth_dr,
-            batch: self.batch,
             weight: dice_weight,
-            ..DiceLoss::default()
+            ..self.dice.clone()
         }
         .forward(input, target)?;
         let ce = if input.shape()[1] == 1 {
             BceWithLogitsLoss {
                 pos_weight: self.weight.clone(),
-                reduction: self.reduction,
+                reduction,
             }
             .forward(input, target)?
         } else {
             let ce = CrossEntropyLoss {
                 weight: self.weight.clone(),
-                reduction: self.reduction,
+                reduction,
                 label_smoothing: self.label_smoothing,
             };
             if target.shape()[1] == 1 {
@@ -129,9 +102,12 @@ mod tests {
     fn gradients_match_finite_differences() {
         let (x, y) = (logits(&[2, 3, 3, 2, 2], 1), labels(&[2, 1, 3, 2, 2], 3, 2));
         let loss = DiceCELoss {
-            softmax: true,
-            to_onehot_y: true,
-            include_background: false,
+            dice: DiceLoss {
+                softmax: true,
+                to_onehot_y: true,
+                include_background: false,
+                ..Default::default()
+            },
             weight: Some(vec![0.5, 1.0, 2.0]),
             label_smoothing: 0.1,
             lambda_dice: 0.7,
@@ -139,9 +115,12 @@ mod tests {
         };
         check_grad(|x, y| loss.forward(x, y), &x, &y);
         let single = DiceCELoss {
-            sigmoid: true,
+            dice: DiceLoss {
+                sigmoid: true,
+                reduction: Reduction::Sum,
+                ..Default::default()
+            },
             weight: Some(vec![2.0]),
-            reduction: Reduction::Sum,
             ..Default::default()
         };
         check_grad(
@@ -154,16 +133,15 @@ mod tests {
     #[test]
     fn is_the_weighted_sum_of_its_parts() {
         let (x, y) = (logits(&[2, 3, 4, 3], 5), labels(&[2, 1, 4, 3], 3, 6));
-        let loss = DiceCELoss {
-            softmax: true,
-            to_onehot_y: true,
-            lambda_dice: 0.25,
-            lambda_ce: 2.0,
-            ..Default::default()
-        };
         let dice = DiceLoss {
             softmax: true,
             to_onehot_y: true,
+            ..Default::default()
+        };
+        let loss = DiceCELoss {
+            dice: dice.clone(),
+            lambda_dice: 0.25,
+            lambda_ce: 2.0,
             ..Default::default()
         };
         let ce = CrossEntropyLoss::default().forward(&x, &y.squeeze(1).unwrap()).unwrap();
@@ -175,10 +153,25 @@ mod tests {
     fn bad_arguments_are_errors() {
         let (x, y) = (logits(&[2, 3, 4], 7), labels(&[2, 1, 4], 3, 8));
         let none = DiceCELoss {
-            reduction: Reduction::None,
+            dice: DiceLoss {
+                reduction: Reduction::None,
+                ..Default::default()
+            },
             ..Default::default()
         };
         assert!(none.forward(&x, &y).unwrap_err().to_string().contains("\"none\""));
+        let dice_weight = DiceCELoss {
+            dice: DiceLoss {
+                weight: Some(ClassWeight::Scalar(2.0)),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        assert!(dice_weight
+            .forward(&x, &y)
+            .unwrap_err()
+            .to_string()
+            .contains("dice.weight"));
         let negative = DiceCELoss {
             lambda_ce: -1.0,
             ..Default::default()

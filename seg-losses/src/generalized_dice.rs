@@ -117,14 +117,7 @@ impl GeneralizedDiceLoss {
             .sum(&[class_axis], true)?
             .add_scalar(self.smooth_dr)?;
         let f = numer.div(&denom)?.affine(-1.0, 1.0)?;
-        match self.reduction {
-            Reduction::None => {
-                let mut shape: Vec<usize> = f.shape().iter().take(2).copied().collect();
-                shape.resize(shape.len() + rank - 2, 1);
-                f.reshape(&shape)
-            }
-            r => r.reduce_all(&f),
-        }
+        self.reduction.reduce_keeping_rank(&f, rank)
     }
 
     /// `w` of the target volumes `ground` (`(B, C)` or `(C,)`), MONAI's `w_func` computed in f32 as

@@ -47,6 +47,19 @@ impl Reduction {
             Reduction::None => Ok(x.clone()),
         }
     }
+
+    /// As [`Reduction::reduce_all`], but `None` keeps the first two axes of `f` (batch and class, or
+    /// the one axis it has) and appends `rank - 2` axes of size 1: MONAI's broadcastable `(B, C, 1, ...)`.
+    pub(crate) fn reduce_keeping_rank(self, f: &Tensor, rank: usize) -> Result<Tensor> {
+        match self {
+            Reduction::None => {
+                let mut shape: Vec<usize> = f.shape().iter().take(2).copied().collect();
+                shape.resize(shape.len() + rank - 2, 1);
+                f.reshape(&shape)
+            }
+            r => r.reduce_all(f),
+        }
+    }
 }
 
 /// A per-class factor as MONAI accepts it (`weight`, `alpha`): one number for every class, or one

@@ -2,12 +2,14 @@
 
 use seg_tensor::{Error, Result, Tensor};
 
-use crate::options::{Activation, Reduction};
+use crate::options::Reduction;
+use crate::prepare::expect_no_dice_weight;
 use crate::DiceLoss;
 
-/// PolyDice. With `D` the soft Dice coefficient per batch element and class, computed with
-/// [`DiceLoss`]'s conventions (activation, `to_onehot_y`, `include_background`, `smooth_nr`,
-/// `smooth_dr`, `batch`): `D = (2 tp + smooth_nr) / (2 tp + fp + fn + smooth_dr)`,
+/// PolyDice. With `D` the soft Dice coefficient per batch element and class, computed by `dice`
+/// ([`DiceLoss`]'s activation, `to_onehot_y`, `include_background`, `squared_pred`, `jaccard`,
+/// `smooth_nr`, `smooth_dr`, `batch`, `soft_label`, `ignore_index`), e.g.
+/// `D = (2 tp + smooth_nr) / (2 tp + fp + fn + smooth_dr)`,
 ///
 /// - `order = None`: `loss = mean(-ln D + epsilon (1 - D))`;
 /// - `order = Some(n)`: `loss = mean(sum_{j=1..n} (1 - D)^j / j + epsilon (1 - D))`.
@@ -15,62 +17,42 @@ use crate::DiceLoss;
 /// `-ln D = sum_{j>=1} (1 - D)^j / j` is the Taylor series of the log-Dice loss around `D = 1`;
 /// as Leng et al. (2022, PolyLoss) do for cross-entropy, Poly-1 perturbs the leading polynomial
 /// coefficient by `epsilon`, and `order` truncates the series (`order = 1`, `epsilon = 0` is the plain
-/// Dice loss `1 - D`). The mean is over batch and class; `Sum` sums, `None` keeps `(B, C, 1, ...)`.
+/// Dice loss `1 - D`). `dice.reduction`: the mean is over batch and class; `Sum` sums, `None` keeps
+/// `(B, C, 1, ...)`. `dice.weight` must be `None`.
 #[derive(Clone, Debug)]
 pub struct PolyDiceLoss {
-    pub include_background: bool,
-    pub to_onehot_y: bool,
-    pub sigmoid: bool,
-    pub softmax: bool,
-    pub other_act: Option<Activation>,
-    pub smooth_nr: f64,
-    pub smooth_dr: f64,
-    pub batch: bool,
+    /// How `D` is computed, and the reduction.
+    pub dice: DiceLoss,
     /// The Poly-1 coefficient added to the first-order term.
     pub epsilon: f64,
     /// Terms of the series kept (at least 1); `None` keeps the exact `-ln D`.
     pub order: Option<usize>,
-    pub reduction: Reduction,
 }
 
 impl Default for PolyDiceLoss {
-    /// DiceLoss's defaults, `epsilon = 1`, the exact logarithm (`order = None`), mean.
+    /// DiceLoss's defaults, `epsilon = 1`, the exact logarithm (`order = None`).
     fn default() -> Self {
-        let d = DiceLoss::default();
         Self {
-            include_background: d.include_background,
-            to_onehot_y: d.to_onehot_y,
-            sigmoid: d.sigmoid,
-            softmax: d.softmax,
-            other_act: d.other_act,
-            smooth_nr: d.smooth_nr,
-            smooth_dr: d.smooth_dr,
-            batch: d.batch,
+            dice: DiceLoss::default(),
             epsilon: 1.0,
             order: None,
-            reduction: Reduction::Mean,
         }
     }
 }
 
+const OP: &str = "PolyDiceLoss";
+
 impl PolyDiceLoss {
     /// The loss of `input` `(B, C, spatial...)` against `target` (`(B, C, ...)`, or labels
-    /// `(B, 1, ...)` with `to_onehot_y`).
+    /// `(B, 1, ...)` with `dice.to_onehot_y`).
     pub fn forward(&self, input: &Tensor, target: &Tensor) -> Result<Tensor> {
         if self.order == Some(0) {
-            return Err(Error::invalid("PolyDiceLoss", "order must be at least 1, found 0"));
+            return Err(Error::invalid(OP, "order must be at least 1, found 0"));
         }
+        expect_no_dice_weight(OP, &self.dice, "PolyDiceLoss takes no class weights")?;
         let dice = DiceLoss {
-            include_background: self.include_background,
-            to_onehot_y: self.to_onehot_y,
-            sigmoid: self.sigmoid,
-            softmax: self.softmax,
-            other_act: self.other_act,
-            smooth_nr: self.smooth_nr,
-            smooth_dr: self.smooth_dr,
-            batch: self.batch,
             reduction: Reduction::None,
-            ..DiceLoss::default()
+            ..self.dice.clone()
         };
         // 1 - D, shaped (B, C, 1, ...).
         let miss = dice.forward(input, target)?;
@@ -84,7 +66,9 @@ impl PolyDiceLoss {
                 sum
             }
         };
-        self.reduction.reduce_all(&series.add(&miss.mul_scalar(self.epsilon)?)?)
+        self.dice
+            .reduction
+            .reduce_all(&series.add(&miss.mul_scalar(self.epsilon)?)?)
     }
 }
 
@@ -95,11 +79,13 @@ mod tests {
 
     fn poly(epsilon: f64, order: Option<usize>) -> PolyDiceLoss {
         PolyDiceLoss {
-            softmax: true,
-            to_onehot_y: true,
+            dice: DiceLoss {
+                softmax: true,
+                to_onehot_y: true,
+                ..Default::default()
+            },
             epsilon,
             order,
-            ..Default::default()
         }
     }
 

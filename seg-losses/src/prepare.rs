@@ -8,6 +8,7 @@
 use seg_tensor::{DType, Error, Result, Tensor};
 
 use crate::options::Activation;
+use crate::DiceLoss;
 
 /// How logits become probabilities: MONAI's `sigmoid`, `softmax` and `other_act`, applied in that
 /// order (at most one may be set).
@@ -205,6 +206,36 @@ pub(crate) fn expect_target_channels(op: &'static str, input: &Tensor, target: &
         });
     }
     Ok(())
+}
+
+/// The compound losses' target: checked by [`expect_target_channels`], then made one-hot up front
+/// when `to_onehot_y` and the prediction has more than one channel (MONAI's `DiceFocalLoss`,
+/// `SoftDiceclDiceLoss`), so that both terms see the same target.
+pub(crate) fn onehot_target_first(
+    op: &'static str,
+    input: &Tensor,
+    target: &Tensor,
+    to_onehot_y: bool,
+) -> Result<Tensor> {
+    expect_target_channels(op, input, target)?;
+    let classes = input.shape()[1];
+    if to_onehot_y && classes > 1 {
+        one_hot(op, &target.to_dtype(input.dtype())?, classes)
+    } else {
+        Ok(target.clone())
+    }
+}
+
+/// Fails when the Dice term `dice` of the compound loss `op` was given class weights, which `op` takes
+/// elsewhere or not at all (`hint` says which).
+pub(crate) fn expect_no_dice_weight(op: &'static str, dice: &DiceLoss, hint: &str) -> Result<()> {
+    match dice.weight {
+        Some(_) => Err(Error::invalid(
+            op,
+            format!("dice.weight must be None, found a weight ({hint})"),
+        )),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

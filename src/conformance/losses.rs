@@ -81,7 +81,9 @@ impl Common {
     }
 }
 
-fn dice_loss(p: &Params, c: Common) -> Result<DiceLoss> {
+/// MONAI's `DiceLoss` arguments; the Dice term of the compound losses.
+fn dice_loss(p: &Params) -> Result<DiceLoss> {
+    let c = Common::read(p, 1e-5)?;
     Ok(DiceLoss {
         include_background: c.include_background,
         to_onehot_y: c.to_onehot_y,
@@ -100,11 +102,36 @@ fn dice_loss(p: &Params, c: Common) -> Result<DiceLoss> {
     })
 }
 
+/// The Dice term of `DiceCELoss` and `DiceFocalLoss`, whose `weight` they take themselves.
+fn unweighted_dice_loss(p: &Params) -> Result<DiceLoss> {
+    Ok(DiceLoss {
+        weight: None,
+        ..dice_loss(p)?
+    })
+}
+
+/// MONAI's `SoftclDiceLoss` arguments; the clDice term of `SoftDiceclDiceLoss`.
+fn cldice_loss(p: &Params) -> Result<SoftclDiceLoss> {
+    let c = Common::read(p, 1.0)?;
+    Ok(SoftclDiceLoss {
+        iter_: count(p, "iter_", 3)?,
+        smooth_nr: c.smooth_nr,
+        smooth_dr: c.smooth_dr,
+        smooth: p.f64_or("smooth", 1e-4)?,
+        include_background: c.include_background,
+        to_onehot_y: c.to_onehot_y,
+        sigmoid: c.sigmoid,
+        softmax: c.softmax,
+        other_act: None,
+        reduction: c.reduction,
+    })
+}
+
 /// The loss `op` of `x` against `target` with MONAI's arguments `p`; `None` when `op` is no loss.
 pub(super) fn forward(op: &str, p: &Params, inputs: &Tensors) -> Result<Option<Tensor>> {
     let (x, target) = (|| input(inputs, "x"), || input(inputs, "target"));
     let y = match op {
-        "dice_loss" => dice_loss(p, Common::read(p, 1e-5)?)?.forward(x()?, target()?)?,
+        "dice_loss" => dice_loss(p)?.forward(x()?, target()?)?,
         "generalized_dice_loss" => {
             let c = Common::read(p, 1e-5)?;
             GeneralizedDiceLoss {
@@ -152,99 +179,35 @@ pub(super) fn forward(op: &str, p: &Params, inputs: &Tensors) -> Result<Option<T
             ignore_index: ignore_index(p)?,
         }
         .forward(x()?, target()?)?,
-        "dice_ce_loss" => {
-            let c = Common::read(p, 1e-5)?;
-            DiceCELoss {
-                include_background: c.include_background,
-                to_onehot_y: c.to_onehot_y,
-                sigmoid: c.sigmoid,
-                softmax: c.softmax,
-                other_act: None,
-                squared_pred: p.bool_or("squared_pred", false)?,
-                jaccard: p.bool_or("jaccard", false)?,
-                reduction: c.reduction,
-                smooth_nr: c.smooth_nr,
-                smooth_dr: c.smooth_dr,
-                batch: c.batch,
-                weight: per_class(p, "weight")?,
-                lambda_dice: p.f64_or("lambda_dice", 1.0)?,
-                lambda_ce: p.f64_or("lambda_ce", 1.0)?,
-                label_smoothing: p.f64_or("label_smoothing", 0.0)?,
-            }
-            .forward(x()?, target()?)?
+        "dice_ce_loss" => DiceCELoss {
+            dice: unweighted_dice_loss(p)?,
+            weight: per_class(p, "weight")?,
+            lambda_dice: p.f64_or("lambda_dice", 1.0)?,
+            lambda_ce: p.f64_or("lambda_ce", 1.0)?,
+            label_smoothing: p.f64_or("label_smoothing", 0.0)?,
         }
-        "dice_focal_loss" => {
-            let c = Common::read(p, 1e-5)?;
-            DiceFocalLoss {
-                include_background: c.include_background,
-                to_onehot_y: c.to_onehot_y,
-                sigmoid: c.sigmoid,
-                softmax: c.softmax,
-                other_act: None,
-                squared_pred: p.bool_or("squared_pred", false)?,
-                jaccard: p.bool_or("jaccard", false)?,
-                reduction: c.reduction,
-                smooth_nr: c.smooth_nr,
-                smooth_dr: c.smooth_dr,
-                batch: c.batch,
-                gamma: p.f64_or("gamma", 2.0)?,
-                weight: class_weight(p, "weight")?,
-                lambda_dice: p.f64_or("lambda_dice", 1.0)?,
-                lambda_focal: p.f64_or("lambda_focal", 1.0)?,
-                alpha: p.has("alpha").then(|| p.f64_or("alpha", 0.0)).transpose()?,
-            }
-            .forward(x()?, target()?)?
+        .forward(x()?, target()?)?,
+        "dice_focal_loss" => DiceFocalLoss {
+            dice: unweighted_dice_loss(p)?,
+            gamma: p.f64_or("gamma", 2.0)?,
+            weight: class_weight(p, "weight")?,
+            lambda_dice: p.f64_or("lambda_dice", 1.0)?,
+            lambda_focal: p.f64_or("lambda_focal", 1.0)?,
+            alpha: p.has("alpha").then(|| p.f64_or("alpha", 0.0)).transpose()?,
         }
-        "soft_cldice_loss" => {
-            let c = Common::read(p, 1.0)?;
-            SoftclDiceLoss {
-                iter_: count(p, "iter_", 3)?,
-                smooth_nr: c.smooth_nr,
-                smooth_dr: c.smooth_dr,
-                smooth: p.f64_or("smooth", 1e-4)?,
-                include_background: c.include_background,
-                to_onehot_y: c.to_onehot_y,
-                sigmoid: c.sigmoid,
-                softmax: c.softmax,
-                other_act: None,
-                reduction: c.reduction,
-            }
-            .forward(x()?, target()?)?
+        .forward(x()?, target()?)?,
+        "soft_cldice_loss" => cldice_loss(p)?.forward(x()?, target()?)?,
+        "soft_dice_cldice_loss" => SoftDiceclDiceLoss {
+            cldice: cldice_loss(p)?,
+            alpha: p.f64_or("alpha", 0.5)?,
         }
-        "soft_dice_cldice_loss" => {
-            let c = Common::read(p, 1.0)?;
-            SoftDiceclDiceLoss {
-                iter_: count(p, "iter_", 3)?,
-                alpha: p.f64_or("alpha", 0.5)?,
-                smooth_nr: c.smooth_nr,
-                smooth_dr: c.smooth_dr,
-                smooth: p.f64_or("smooth", 1e-4)?,
-                include_background: c.include_background,
-                to_onehot_y: c.to_onehot_y,
-                sigmoid: c.sigmoid,
-                softmax: c.softmax,
-                other_act: None,
-                reduction: c.reduction,
-            }
-            .forward(x()?, target()?)?
+        .forward(x()?, target()?)?,
+        "poly_dice_loss" => PolyDiceLoss {
+            dice: dice_loss(p)?,
+            epsilon: p.f64_or("epsilon", 1.0)?,
+            order: p.has("order").then(|| count(p, "order", 1)).transpose()?,
         }
-        "poly_dice_loss" => {
-            let c = Common::read(p, 1e-5)?;
-            PolyDiceLoss {
-                include_background: c.include_background,
-                to_onehot_y: c.to_onehot_y,
-                sigmoid: c.sigmoid,
-                softmax: c.softmax,
-                other_act: None,
-                smooth_nr: c.smooth_nr,
-                smooth_dr: c.smooth_dr,
-                batch: c.batch,
-                epsilon: p.f64_or("epsilon", 1.0)?,
-                order: p.has("order").then(|| count(p, "order", 1)).transpose()?,
-                reduction: c.reduction,
-            }
-            .forward(x()?, target()?)?
-        }
+        .forward(x()?, target()?)?,
         _ => return Ok(None),
     };
     Ok(Some(y))

@@ -14,7 +14,7 @@ use std::time::Instant;
 use seg_data::augment::Augment;
 use seg_data::patch::{stack, Patch, PatchSampler};
 use seg_data::Rng;
-use seg_losses::DiceCELoss;
+use seg_losses::{DiceCELoss, DiceLoss};
 use seg_nn::optim::{Adam, CosineWarmup, Optimizer, ParamGrads, PolyLr, Sgd};
 
 use crate::{no_grad, DType, Error, Result, Tensor};
@@ -134,8 +134,11 @@ pub fn fit(
     let mut sampler = PatchSampler::new(&data.train, config.patch, config.oversample, config.seed)?;
     let mut rng = Rng::new(config.seed ^ 0xa5a5);
     let loss_fn = DiceCELoss {
-        to_onehot_y: true,
-        softmax: true,
+        dice: DiceLoss {
+            to_onehot_y: true,
+            softmax: true,
+            ..Default::default()
+        },
         ..Default::default()
     };
     let mut opt = optimizer(config);
