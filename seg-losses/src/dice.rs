@@ -115,16 +115,8 @@ impl DiceLoss {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{check_grad, labels, logits, mask, value};
+    use crate::testing::{check_grad, labels, logits, mask, softmax_onehot, value};
     use seg_tensor::DType;
-
-    fn softmax_onehot() -> DiceLoss {
-        DiceLoss {
-            softmax: true,
-            to_onehot_y: true,
-            ..Default::default()
-        }
-    }
 
     #[test]
     fn gradients_match_finite_differences() {

@@ -96,17 +96,15 @@ impl DiceCELoss {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{check_grad, labels, logits, mask, value};
+    use crate::testing::{check_grad, labels, logits, mask, softmax_onehot, value};
 
     #[test]
     fn gradients_match_finite_differences() {
         let (x, y) = (logits(&[2, 3, 3, 2, 2], 1), labels(&[2, 1, 3, 2, 2], 3, 2));
         let loss = DiceCELoss {
             dice: DiceLoss {
-                softmax: true,
-                to_onehot_y: true,
                 include_background: false,
-                ..Default::default()
+                ..softmax_onehot()
             },
             weight: Some(vec![0.5, 1.0, 2.0]),
             label_smoothing: 0.1,
@@ -133,11 +131,7 @@ mod tests {
     #[test]
     fn is_the_weighted_sum_of_its_parts() {
         let (x, y) = (logits(&[2, 3, 4, 3], 5), labels(&[2, 1, 4, 3], 3, 6));
-        let dice = DiceLoss {
-            softmax: true,
-            to_onehot_y: true,
-            ..Default::default()
-        };
+        let dice = softmax_onehot();
         let loss = DiceCELoss {
             dice: dice.clone(),
             lambda_dice: 0.25,

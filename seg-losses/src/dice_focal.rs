@@ -74,15 +74,7 @@ impl DiceFocalLoss {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{check_grad, labels, logits, value};
-
-    fn softmax_onehot() -> DiceLoss {
-        DiceLoss {
-            softmax: true,
-            to_onehot_y: true,
-            ..Default::default()
-        }
-    }
+    use crate::testing::{check_grad, labels, logits, softmax_onehot, value};
 
     #[test]
     fn gradients_match_finite_differences() {

@@ -75,15 +75,11 @@ impl PolyDiceLoss {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{check_grad, labels, logits, value};
+    use crate::testing::{check_grad, labels, logits, softmax_onehot, value};
 
     fn poly(epsilon: f64, order: Option<usize>) -> PolyDiceLoss {
         PolyDiceLoss {
-            dice: DiceLoss {
-                softmax: true,
-                to_onehot_y: true,
-                ..Default::default()
-            },
+            dice: softmax_onehot(),
             epsilon,
             order,
         }
@@ -99,11 +95,7 @@ mod tests {
     #[test]
     fn first_order_without_epsilon_is_the_dice_loss_and_the_series_tends_to_the_log() {
         let (x, y) = (logits(&[2, 3, 4, 3], 3), labels(&[2, 1, 4, 3], 3, 4));
-        let dice = DiceLoss {
-            softmax: true,
-            to_onehot_y: true,
-            ..Default::default()
-        };
+        let dice = softmax_onehot();
         let first = value(&poly(0.0, Some(1)).forward(&x, &y).unwrap());
         assert!((first - value(&dice.forward(&x, &y).unwrap())).abs() < 1e-12);
         let log = value(&poly(0.0, None).forward(&x, &y).unwrap());

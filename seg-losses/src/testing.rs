@@ -3,6 +3,8 @@
 use seg_tensor::gradcheck::{check_with, GradCheck};
 use seg_tensor::{DType, Result, Tensor};
 
+use crate::DiceLoss;
+
 /// Normal logits of `shape` in f64.
 pub fn logits(shape: &[usize], seed: u64) -> Tensor {
     Tensor::randn(shape, seed, DType::F64).unwrap()
@@ -37,4 +39,13 @@ pub fn check_grad(loss: impl Fn(&Tensor, &Tensor) -> Result<Tensor>, x: &Tensor,
 /// The single value of a rank-0 tensor.
 pub fn value(t: &Tensor) -> f64 {
     t.item().unwrap()
+}
+
+/// MONAI's `DiceLoss(softmax=True, to_onehot_y=True)`: the Dice term the tests build on.
+pub fn softmax_onehot() -> DiceLoss {
+    DiceLoss {
+        softmax: true,
+        to_onehot_y: true,
+        ..Default::default()
+    }
 }
