@@ -16,6 +16,12 @@
 //! | [`CrossEntropyLoss`], [`BceWithLogitsLoss`] | `torch.nn.CrossEntropyLoss`, `torch.nn.BCEWithLogitsLoss` |
 //! | [`PolyDiceLoss`] | ours: the Poly-1 idea applied to the Taylor series of `-ln Dice` |
 //!
+//! The compound losses hold the loss whose arguments they share, so each argument has one home:
+//! `DiceCELoss { dice: DiceLoss { softmax: true, to_onehot_y: true, ..Default::default() },
+//! ..Default::default() }` is MONAI's `DiceCELoss(softmax=True, to_onehot_y=True)`
+//! ([`DiceCELoss`], [`DiceFocalLoss`] and [`PolyDiceLoss`] hold a `dice`, [`SoftDiceclDiceLoss`] a
+//! `cldice`); their own fields are the rest of MONAI's arguments (`weight`, `lambda_*`, ...).
+//!
 //! Where MONAI only warns (softmax, `to_onehot_y` or `include_background=False` on a single-channel
 //! prediction) the step is skipped as in MONAI; everything MONAI rejects is an [`seg_tensor::Error`].
 //!
