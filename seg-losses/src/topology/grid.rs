@@ -106,9 +106,9 @@ impl DisjointSets {
     }
 }
 
-/// The number of connected components of the `true` cells of `mask` under `connectivity`; with
-/// `bounded_only`, only those that touch no border cell (components enclosed by the rest).
-pub fn count_components(mask: &[bool], grid: &Grid, bounded_only: bool) -> usize {
+/// The connected components of the `true` cells of `mask` under `grid`'s connectivity, as disjoint
+/// sets whose roots are each component's smallest index.
+pub fn components(mask: &[bool], grid: &Grid) -> DisjointSets {
     let mut sets = DisjointSets::new(mask.len());
     for i in (0..mask.len()).filter(|&i| mask[i]) {
         grid.for_neighbors(i, |j| {
@@ -120,16 +120,26 @@ pub fn count_components(mask: &[bool], grid: &Grid, bounded_only: bool) -> usize
             }
         });
     }
+    sets
+}
+
+/// The number of [`components`] of `mask` that hold no cell `i` with `excluded(i)`.
+pub fn count_components_without(mask: &[bool], grid: &Grid, excluded: impl Fn(usize) -> bool) -> usize {
+    let mut sets = components(mask, grid);
     let mut touches = vec![false; mask.len()];
-    if bounded_only {
-        for i in (0..mask.len()).filter(|&i| mask[i] && grid.on_border(i)) {
-            let r = sets.find(i);
-            touches[r] = true;
-        }
+    for i in (0..mask.len()).filter(|&i| mask[i] && excluded(i)) {
+        let r = sets.find(i);
+        touches[r] = true;
     }
     (0..mask.len())
         .filter(|&i| mask[i] && sets.find(i) == i && !touches[i])
         .count()
+}
+
+/// The number of connected components of the `true` cells of `mask` under `connectivity`; with
+/// `bounded_only`, only those that touch no border cell (components enclosed by the rest).
+pub fn count_components(mask: &[bool], grid: &Grid, bounded_only: bool) -> usize {
+    count_components_without(mask, grid, |i| bounded_only && grid.on_border(i))
 }
 
 #[cfg(test)]

@@ -197,7 +197,7 @@ pub fn persistence_diagram(f: &Tensor) -> Result<PersistenceDiagram> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::grid::count_components;
+    use super::super::grid::{components, count_components, count_components_without};
     use super::*;
     use proptest::prelude::*;
 
@@ -206,19 +206,7 @@ mod tests {
     fn persistent_betti(f: &[f64], shape: &[usize], s: f64, t: f64) -> (usize, usize) {
         let full = Grid::new(shape, Connectivity::Full);
         let xt: Vec<bool> = f.iter().map(|&v| v <= t).collect();
-        let mut sets = DisjointSets::new(f.len());
-        for i in 0..f.len() {
-            if xt[i] {
-                full.for_neighbors(i, |j| {
-                    if xt[j] {
-                        let (a, b) = (sets.find(i), sets.find(j));
-                        if a != b {
-                            sets.attach(a.max(b), a.min(b));
-                        }
-                    }
-                });
-            }
-        }
+        let mut sets = components(&xt, &full);
         let mut meets = vec![false; f.len()];
         for i in (0..f.len()).filter(|&i| f[i] <= s) {
             let r = sets.find(i);
@@ -230,34 +218,12 @@ mod tests {
             let above_s: Vec<bool> = f.iter().map(|&v| v > s).collect();
             let above_t: Vec<bool> = f.iter().map(|&v| v > t).collect();
             // All bounded components of {f > s} minus those with no value > t.
-            count_components(&above_s, &face, true) - bounded_without(&above_s, &above_t, &face)
+            let bounded_without_t = count_components_without(&above_s, &face, |i| above_t[i] || face.on_border(i));
+            count_components(&above_s, &face, true) - bounded_without_t
         } else {
             0
         };
         (b0, b1)
-    }
-
-    /// The bounded components of `mask` that hold no cell of `marked`.
-    fn bounded_without(mask: &[bool], marked: &[bool], grid: &Grid) -> usize {
-        let mut sets = DisjointSets::new(mask.len());
-        for i in (0..mask.len()).filter(|&i| mask[i]) {
-            grid.for_neighbors(i, |j| {
-                if mask[j] {
-                    let (a, b) = (sets.find(i), sets.find(j));
-                    if a != b {
-                        sets.attach(a.max(b), a.min(b));
-                    }
-                }
-            });
-        }
-        let mut excluded = vec![false; mask.len()];
-        for i in (0..mask.len()).filter(|&i| mask[i] && (marked[i] || grid.on_border(i))) {
-            let r = sets.find(i);
-            excluded[r] = true;
-        }
-        (0..mask.len())
-            .filter(|&i| mask[i] && sets.find(i) == i && !excluded[i])
-            .count()
     }
 
     fn from_pairs(pairs: &[PersistencePair], s: f64, t: f64) -> usize {
