@@ -108,4 +108,31 @@ mod tests {
         );
         assert!((a - b).abs() < 1e-12, "{a} vs {b}");
     }
+
+    #[test]
+    fn a_dice_weight_and_a_negative_lambda_are_errors() {
+        let (x, y) = (logits(&[2, 3, 4], 5), labels(&[2, 1, 4], 3, 6));
+        let dice_weight = DiceFocalLoss {
+            dice: DiceLoss {
+                weight: Some(ClassWeight::Scalar(2.0)),
+                ..softmax_onehot()
+            },
+            ..Default::default()
+        };
+        assert!(dice_weight
+            .forward(&x, &y)
+            .unwrap_err()
+            .to_string()
+            .contains("dice.weight"));
+        let negative = DiceFocalLoss {
+            dice: softmax_onehot(),
+            lambda_focal: -1.0,
+            ..Default::default()
+        };
+        assert!(negative
+            .forward(&x, &y)
+            .unwrap_err()
+            .to_string()
+            .contains("lambda_focal"));
+    }
 }

@@ -104,12 +104,19 @@ mod tests {
     }
 
     #[test]
-    fn order_zero_is_an_error() {
+    fn order_zero_and_class_weights_are_errors() {
         let (x, y) = (logits(&[1, 2, 3], 5), labels(&[1, 1, 3], 2, 6));
         assert!(poly(1.0, Some(0))
             .forward(&x, &y)
             .unwrap_err()
             .to_string()
             .contains("order"));
+        let mut weighted = poly(1.0, None);
+        weighted.dice.weight = Some(crate::ClassWeight::Scalar(2.0));
+        assert!(weighted
+            .forward(&x, &y)
+            .unwrap_err()
+            .to_string()
+            .contains("dice.weight"));
     }
 }
