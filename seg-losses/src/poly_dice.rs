@@ -3,6 +3,7 @@
 use seg_tensor::{Error, Result, Tensor};
 
 use crate::options::{Activation, Reduction};
+use crate::prepare::expect_finite;
 use crate::DiceLoss;
 
 /// PolyDice. With `D` the soft Dice coefficient per batch element and class, computed with
@@ -60,6 +61,7 @@ impl PolyDiceLoss {
         if self.order == Some(0) {
             return Err(Error::invalid("PolyDiceLoss", "order must be at least 1, found 0"));
         }
+        expect_finite("PolyDiceLoss", input, target)?;
         let dice = DiceLoss {
             include_background: self.include_background,
             to_onehot_y: self.to_onehot_y,
