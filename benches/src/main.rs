@@ -199,6 +199,21 @@ fn hd95_case(s: usize) -> Case {
     }
 }
 
+/// `surface_metrics` (HD, HD95 and ASSD from one set of surface distances) of MONAI's
+/// `include_background=False` on a `s^3` pair of wavy balls.
+fn surface_metrics_case(s: usize) -> Case {
+    Case {
+        name: format!("surface_metrics_s{s}"),
+        gflop: None,
+        prepare: Box::new(move || {
+            let (pred, truth) = wavy_ball_pair(s)?;
+            Ok(Box::new(move || {
+                seg_losses::metrics::surface_metrics(&pred, &truth, false, None).map(drop)
+            }))
+        }),
+    }
+}
+
 fn loss_cases() -> [Case; 3] {
     [
         loss_case("dice_ce", 4, 64, |x, y| {
@@ -248,6 +263,7 @@ fn cases() -> Vec<Case> {
     cases.extend([1024, 8192, 65536].map(selective_scan_case));
     cases.extend(loss_cases());
     cases.push(hd95_case(128));
+    cases.push(surface_metrics_case(256));
     cases.extend(models::model_cases());
     cases
 }

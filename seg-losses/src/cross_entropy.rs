@@ -4,7 +4,7 @@
 use seg_tensor::{Error, Result, Tensor};
 
 use crate::options::{along_axis, Reduction};
-use crate::prepare::{as_float_like, expect_batched, one_hot, scalar_like};
+use crate::prepare::{as_float_like, expect_batched, expect_finite, one_hot, scalar_like};
 
 /// `torch.nn.CrossEntropyLoss(weight, reduction, label_smoothing)` on logits `x` `(B, C, ...)` with
 /// `s = log_softmax(x)` along the channels, `C` classes and `eps = label_smoothing`:
@@ -30,6 +30,7 @@ impl CrossEntropyLoss {
     /// zero, in `0..C`) or probabilities of `input`'s shape.
     pub fn forward(&self, input: &Tensor, target: &Tensor) -> Result<Tensor> {
         expect_batched(CE, input)?;
+        expect_finite(CE, input, target)?;
         if !(0.0..=1.0).contains(&self.label_smoothing) {
             return Err(Error::invalid(
                 CE,
@@ -112,6 +113,7 @@ impl BceWithLogitsLoss {
                 found: target.shape().to_vec(),
             });
         }
+        expect_finite(OP, input, target)?;
         let t = as_float_like(target, input)?;
         let log_weight = match &self.pos_weight {
             None => scalar_like(1.0, input),

@@ -3,7 +3,7 @@
 use seg_tensor::{Error, Result, Tensor};
 
 use crate::options::Reduction;
-use crate::prepare::expect_no_dice_weight;
+use crate::prepare::{expect_finite, expect_no_dice_weight};
 use crate::DiceLoss;
 
 /// PolyDice. With `D` the soft Dice coefficient per batch element and class, computed by `dice`
@@ -50,6 +50,7 @@ impl PolyDiceLoss {
             return Err(Error::invalid(OP, "order must be at least 1, found 0"));
         }
         expect_no_dice_weight(OP, &self.dice, "PolyDiceLoss takes no class weights")?;
+        expect_finite(OP, input, target)?;
         let dice = DiceLoss {
             reduction: Reduction::None,
             ..self.dice.clone()

@@ -2,10 +2,14 @@
 //! (`sigmoid`, `softmax`, `other_act`), `to_onehot_y`, `include_background`, the `ignore_index`
 //! mask, and the shape check.
 //!
+//! Every loss also rejects a NaN or an infinity in its input or target ([`expect_finite`]) rather
+//! than letting it propagate into the loss value.
+//!
 //! Where MONAI only warns (a single-channel prediction with `softmax`, `to_onehot_y` or
 //! `include_background=False`), the step is skipped as in MONAI, silently.
 
-use seg_tensor::{DType, Error, Result, Tensor};
+use rayon::prelude::*;
+use seg_tensor::{with_element, DType, Element, Error, Result, Tensor};
 
 use crate::options::Activation;
 use crate::DiceLoss;
@@ -66,6 +70,7 @@ impl Prepare {
     pub fn run(&self, input: &Tensor, target: &Tensor) -> Result<Prepared> {
         let op = self.op;
         expect_batched(op, input)?;
+        expect_finite(op, input, target)?;
         let target = as_float_like(target, input)?;
         let input = self.act.apply(op, input)?;
         let classes = input.shape()[1];
@@ -109,6 +114,41 @@ pub(crate) fn expect_batched(op: &'static str, input: &Tensor) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Fails when the prediction or the target holds a NaN or an infinity, naming the first one found.
+/// One read-only pass over each float tensor (threaded over blocks, branch-free within a block);
+/// integer labels are finite by construction and are not read.
+pub(crate) fn expect_finite(op: &'static str, input: &Tensor, target: &Tensor) -> Result<()> {
+    for (name, t) in [("prediction", input), ("target", target)] {
+        if let Some((index, value)) = first_non_finite(t)? {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "expected a finite {name}, found {value} at flat index {index} of shape {:?}",
+                    t.shape()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The flat index and value of the first NaN or infinity of `t`, if any.
+fn first_non_finite(t: &Tensor) -> Result<Option<(usize, f64)>> {
+    const BLOCK: usize = 1 << 14;
+    if !t.dtype().is_float() {
+        return Ok(None);
+    }
+    with_element!(t.dtype(), T => {
+        let values = t.values::<T>()?;
+        let all_finite = |block: &[T]| block.iter().fold(true, |ok, x| ok & x.as_f64().is_finite());
+        Ok(values.par_chunks(BLOCK).position_first(|block| !all_finite(block)).and_then(|b| {
+            let block = &values[b * BLOCK..];
+            let i = block.iter().position(|x| !x.as_f64().is_finite())?;
+            Some((b * BLOCK + i, block[i].as_f64()))
+        }))
+    })
 }
 
 /// `target` in `input`'s float dtype (labels may come as integers).
@@ -186,6 +226,7 @@ pub(crate) fn non_negative_lambda(op: &'static str, name: &str, value: f64) -> R
 /// or the prediction's channel count.
 pub(crate) fn expect_target_channels(op: &'static str, input: &Tensor, target: &Tensor) -> Result<()> {
     expect_batched(op, input)?;
+    expect_finite(op, input, target)?;
     if input.rank() != target.rank() {
         return Err(Error::ShapeMismatch {
             op,
@@ -277,6 +318,40 @@ mod tests {
             ignore_mask(&onehot, 255).unwrap().to_vec::<f32>().unwrap(),
             vec![1.0, 1.0, 0.0]
         );
+    }
+
+    #[test]
+    fn non_finite_values_are_found_first_in_order() {
+        let n = 3 << 14;
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            for at in [0, 5, (1 << 14) + 7, n - 1] {
+                let mut v = vec![0.5f64; n];
+                v[at] = bad;
+                v[n - 1] = if at == n - 1 { bad } else { f64::NAN };
+                let t = Tensor::from_vec(v, &[n]).unwrap();
+                let (i, value) = first_non_finite(&t).unwrap().unwrap();
+                assert_eq!(i, at);
+                assert_eq!(value.is_nan(), bad.is_nan());
+                let half = t.to_dtype(DType::F16).unwrap();
+                assert_eq!(first_non_finite(&half).unwrap().unwrap().0, at);
+            }
+        }
+        let fine = Tensor::rand(&[4, 5], 0, DType::F32).unwrap();
+        assert_eq!(first_non_finite(&fine).unwrap(), None);
+        assert_eq!(first_non_finite(&Tensor::zeros(&[3], DType::I64)).unwrap(), None);
+        // A strided view is read in row-major order.
+        let m = Tensor::from_vec(vec![1.0f32, 2.0, f32::NAN, 4.0], &[2, 2]).unwrap();
+        let (i, _) = first_non_finite(&m.transpose(0, 1).unwrap()).unwrap().unwrap();
+        assert_eq!(i, 1);
+    }
+
+    #[test]
+    fn expect_finite_names_the_op_and_the_tensor() {
+        let x = Tensor::zeros(&[1, 2, 3], DType::F32);
+        let bad = Tensor::from_vec(vec![0.0f32, 1.0, f32::INFINITY], &[1, 1, 3]).unwrap();
+        assert!(expect_finite("Loss", &x, &x).is_ok());
+        let msg = expect_finite("Loss", &x, &bad).unwrap_err().to_string();
+        assert!(msg.contains("Loss") && msg.contains("finite target") && msg.contains("inf at flat index 2"));
     }
 
     #[test]

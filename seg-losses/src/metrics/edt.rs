@@ -9,9 +9,11 @@
 //! axes' result `f`, `d(q) = min_p (s (q - p))^2 + f(p)`, the lower envelope of the parabolas rooted
 //! at the finite `f(p)`. Two parabolas rooted at `p < q` cross at
 //! `z = ((f(q) + s^2 q^2) - (f(p) + s^2 p^2)) / (2 s^2 (q - p))`; one pass builds the envelope, one
-//! reads it off, so each line costs O(n). Lines run in parallel with rayon: a pass transforms the
-//! contiguous last axis, then rotates the axes (the last becomes the first) so that the next axis is
-//! contiguous; after one pass per axis the layout is the original one.
+//! reads it off, so each line costs O(n); the first axis's pass, on the binary features themselves,
+//! is a forward and a backward scan for the nearest feature. Lines run in parallel with rayon: a pass
+//! transforms the contiguous last axis, then rotates the axes (the last becomes the first) so that
+//! the next axis is contiguous; after one pass per axis the layout is the original one.
+//! [`squared_edt_at`] skips the last rotation and reads the few points it is asked for.
 
 use rayon::prelude::*;
 use seg_tensor::{Error, Result};
@@ -19,23 +21,83 @@ use seg_tensor::{Error, Result};
 /// Squared Euclidean distance (with `spacing`) from every grid point to the nearest `true` of
 /// `features` (row-major over `shape`); `+inf` everywhere when there is none.
 pub fn squared_edt(features: &[bool], shape: &[usize], spacing: &[f64]) -> Result<Vec<f64>> {
+    let data = axis_passes(features, shape, spacing)?;
+    let mut out = vec![0.0; data.len()];
+    if !out.is_empty() {
+        rotate_last_to_first(&data, &mut out, shape[0]);
+    }
+    Ok(out)
+}
+
+/// [`squared_edt`] read only at the points where `at` (row-major over `shape`) is `true`, in
+/// row-major order: the same values, without the transform's last rotation of the whole grid.
+pub fn squared_edt_at(features: &[bool], shape: &[usize], spacing: &[f64], at: &[bool]) -> Result<Vec<f64>> {
+    if at.len() != features.len() {
+        return Err(Error::invalid(
+            "edt",
+            format!("expected {} query points, found {}", features.len(), at.len()),
+        ));
+    }
+    let data = axis_passes(features, shape, spacing)?;
+    let (d0, plane) = (shape[0], at.len() / shape[0].max(1));
+    // After the passes the grid is laid out as (shape[1..], shape[0]).
+    Ok(at
+        .iter()
+        .enumerate()
+        .filter(|(_, &a)| a)
+        .map(|(i, _)| data[(i % plane) * d0 + i / plane])
+        .collect())
+}
+
+/// One pass per axis, last to first, each on the contiguous axis and followed by a rotation (the
+/// last axis becomes the first) except after the final one: the squared distances laid out as
+/// `(shape[1..], shape[0])`.
+fn axis_passes(features: &[bool], shape: &[usize], spacing: &[f64]) -> Result<Vec<f64>> {
     check_grid(features.len(), shape, spacing)?;
-    let mut data: Vec<f64> = features.iter().map(|&f| if f { 0.0 } else { f64::INFINITY }).collect();
+    let rank = shape.len();
+    let mut data = vec![0.0; features.len()];
     if data.is_empty() {
         return Ok(data);
     }
     let mut scratch = vec![0.0; data.len()];
-    for axis in (0..shape.len()).rev() {
-        // Pass `k` finds the original axis `rank - 1 - k` contiguous: each pass rotates the last
-        // axis to the front.
+    for axis in (0..rank).rev() {
         let n = shape[axis];
         let w2 = spacing[axis] * spacing[axis];
-        data.par_chunks_mut(n)
-            .for_each_init(|| Envelope::with_capacity(n), |env, line| env.transform(line, w2));
-        rotate_last_to_first(&data, &mut scratch, n);
-        std::mem::swap(&mut data, &mut scratch);
+        if axis + 1 == rank {
+            // The last axis straight from the features: the distance to the nearest one on the line.
+            data.par_chunks_mut(n)
+                .zip(features.par_chunks(n))
+                .for_each(|(line, features)| nearest_on_line(features, line, w2));
+        } else {
+            data.par_chunks_mut(n)
+                .for_each_init(|| Envelope::with_capacity(n), |env, line| env.transform(line, w2));
+        }
+        if axis > 0 {
+            rotate_last_to_first(&data, &mut scratch, n);
+            std::mem::swap(&mut data, &mut scratch);
+        }
     }
     Ok(data)
+}
+
+/// `out[q] = w2 (q - p)^2` for the nearest `p` with `features[p]` (`+inf` when there is none): a
+/// forward scan for the nearest feature at or before `q`, a backward one for the nearest after it.
+fn nearest_on_line(features: &[bool], out: &mut [f64], w2: f64) {
+    let mut last = None;
+    for (q, (&f, o)) in features.iter().zip(out.iter_mut()).enumerate() {
+        if f {
+            last = Some(q);
+        }
+        *o = last.map_or(f64::INFINITY, |p| (q - p) as f64);
+    }
+    let mut next = None;
+    for (q, (&f, o)) in features.iter().zip(out.iter_mut()).enumerate().rev() {
+        if f {
+            next = Some(q);
+        }
+        let d = next.map_or(*o, |p| o.min((p - q) as f64));
+        *o = w2 * d * d;
+    }
 }
 
 /// Euclidean distance: the square root of [`squared_edt`].
@@ -82,6 +144,7 @@ struct Envelope {
     v: Vec<usize>,
     z: Vec<f64>,
     f: Vec<f64>,
+    g: Vec<f64>,
 }
 
 impl Envelope {
@@ -90,6 +153,7 @@ impl Envelope {
             v: Vec::with_capacity(n),
             z: Vec::with_capacity(n + 1),
             f: Vec::with_capacity(n),
+            g: Vec::with_capacity(n),
         }
     }
 
@@ -99,11 +163,12 @@ impl Envelope {
         self.f.extend_from_slice(line);
         self.v.clear();
         self.z.clear();
-        let f = &self.f;
-        let cross = |p: usize, q: usize| {
-            let (pf, qf) = (p as f64, q as f64);
-            ((f[q] + w2 * qf * qf) - (f[p] + w2 * pf * pf)) / (2.0 * w2 * (qf - pf))
-        };
+        // f[q] + w2 q^2, so that two parabolas cross at (g[q] - g[p]) / (2 w2 (q - p)).
+        self.g.clear();
+        self.g
+            .extend(self.f.iter().enumerate().map(|(q, f)| f + w2 * (q * q) as f64));
+        let (f, g) = (&self.f, &self.g);
+        let cross = |p: usize, q: usize| (g[q] - g[p]) / (2.0 * w2 * (q - p) as f64);
         for q in (0..f.len()).filter(|&q| f[q].is_finite()) {
             let mut s = f64::NEG_INFINITY;
             while let Some(&p) = self.v.last() {
@@ -189,6 +254,10 @@ mod tests {
             for (a, b) in fast.iter().zip(&slow) {
                 prop_assert!(a == b || (a - b).abs() <= 1e-9 * b.max(1.0), "{a} vs {b}");
             }
+            // Read at every other point.
+            let at: Vec<bool> = (0..mask.len()).map(|i| i % 2 == 0).collect();
+            let picked: Vec<f64> = fast.iter().step_by(2).copied().collect();
+            prop_assert_eq!(squared_edt_at(&mask, &shape, &spacing, &at).unwrap(), picked);
         }
     }
 

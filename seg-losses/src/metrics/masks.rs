@@ -39,27 +39,31 @@ impl ClassMasks {
         let spatial = pred.shape()[2..].to_vec();
         let classes = channels - first;
         let voxels: usize = spatial.iter().product();
-        // The kept channels, read as f32, one parallel task per (item, class) plane.
+        // The kept channels, read as f32, each plane in parallel blocks.
         let binary = |t: &Tensor, what: &str| -> Result<Vec<bool>> {
+            const BLOCK: usize = 1 << 16;
             let t = t.to_dtype(DType::F32)?;
             let values = t.values::<f32>()?;
             let mut out = vec![false; batch * classes * voxels];
-            out.par_chunks_mut(voxels.max(1))
-                .enumerate()
-                .try_for_each(|(k, plane)| {
-                    let (b, c) = (k / classes, k % classes + first);
-                    let src = &values[(b * channels + c) * voxels..][..voxels];
-                    for (o, &v) in plane.iter_mut().zip(src) {
-                        if v != 0.0 && v != 1.0 {
-                            return Err(Error::invalid(
-                                op,
-                                format!("expected a binarized {what} (values 0 or 1), found {v}"),
-                            ));
+            for (k, plane) in out.chunks_mut(voxels.max(1)).enumerate() {
+                let (b, c) = (k / classes, k % classes + first);
+                let src = &values[(b * channels + c) * voxels..][..voxels];
+                plane
+                    .par_chunks_mut(BLOCK)
+                    .zip(src.par_chunks(BLOCK))
+                    .try_for_each(|(plane, src)| {
+                        for (o, &v) in plane.iter_mut().zip(src) {
+                            if v != 0.0 && v != 1.0 {
+                                return Err(Error::invalid(
+                                    op,
+                                    format!("expected a binarized {what} (values 0 or 1), found {v}"),
+                                ));
+                            }
+                            *o = v == 1.0;
                         }
-                        *o = v == 1.0;
-                    }
-                    Ok(())
-                })?;
+                        Ok(())
+                    })?;
+            }
             Ok(out)
         };
         Ok(ClassMasks {

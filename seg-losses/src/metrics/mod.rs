@@ -19,11 +19,14 @@
 //! # }
 //! ```
 
+mod cldice;
 pub mod edt;
 mod masks;
 mod overlap;
+pub mod skeletonize;
 mod surface;
 
+pub use cldice::cldice_metric;
 pub use masks::ClassMasks;
 pub use overlap::{dice, mean_iou};
 pub use surface::{

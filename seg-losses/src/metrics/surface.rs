@@ -13,7 +13,7 @@
 use rayon::prelude::*;
 use seg_tensor::{Error, Result, Tensor};
 
-use super::edt::edt;
+use super::edt::squared_edt_at;
 use super::ClassMasks;
 
 /// The edge voxels of `mask` (row-major over `shape`): voxels of the mask with a cross neighbour
@@ -54,23 +54,30 @@ pub fn mask_edges(mask: &[bool], shape: &[usize]) -> Vec<bool> {
 /// to the image; `None` when both are empty.
 fn union_box(a: &[bool], b: &[bool], shape: &[usize]) -> Option<(Vec<usize>, Vec<usize>)> {
     let rank = shape.len();
-    let (mut lo, mut hi) = (shape.to_vec(), vec![0usize; rank]);
-    let mut coord = vec![0usize; rank];
-    for (&x, &y) in a.iter().zip(b) {
-        if x || y {
-            for d in 0..rank {
-                lo[d] = lo[d].min(coord[d]);
-                hi[d] = hi[d].max(coord[d] + 1);
+    let n = shape[rank - 1].max(1);
+    let empty = || (shape.to_vec(), vec![0usize; rank]);
+    // One box per row along the last axis that holds a `true`, merged in parallel.
+    let (lo, hi) = a
+        .par_chunks(n)
+        .zip(b.par_chunks(n))
+        .enumerate()
+        .filter_map(|(row, (a, b))| {
+            let set = |i: &usize| a[*i] || b[*i];
+            let (first, last) = ((0..n).find(set)?, (0..n).rfind(set)?);
+            let (mut lo, mut hi) = (vec![first; rank], vec![last + 1; rank]);
+            let mut r = row;
+            for d in (0..rank - 1).rev() {
+                lo[d] = r % shape[d];
+                hi[d] = lo[d] + 1;
+                r /= shape[d];
             }
-        }
-        for d in (0..rank).rev() {
-            coord[d] += 1;
-            if coord[d] < shape[d] {
-                break;
-            }
-            coord[d] = 0;
-        }
-    }
+            Some((lo, hi))
+        })
+        .reduce(empty, |(l1, h1), (l2, h2)| {
+            let lo = l1.iter().zip(&l2).map(|(x, y)| *x.min(y)).collect();
+            let hi = h1.iter().zip(&h2).map(|(x, y)| *x.max(y)).collect();
+            (lo, hi)
+        });
     (hi[0] > 0).then(|| {
         let lo = lo.iter().map(|l| l.saturating_sub(1)).collect();
         let hi = hi.iter().zip(shape).map(|(h, s)| (h + 1).min(*s)).collect();
@@ -113,8 +120,9 @@ fn directed(from: &[bool], to: &[bool], shape: &[usize], spacing: &[f64]) -> Res
     if !from.contains(&true) {
         return Ok(vec![f64::INFINITY; count(to)]);
     }
-    let dist = edt(to, shape, spacing)?;
-    Ok(from.iter().zip(dist).filter(|(f, _)| **f).map(|(_, d)| d).collect())
+    let mut d = squared_edt_at(to, shape, spacing, from)?;
+    d.iter_mut().for_each(|v| *v = v.sqrt());
+    Ok(d)
 }
 
 /// The surface distances between a prediction and a ground truth mask (row-major over `shape`, with

@@ -109,6 +109,7 @@ pub fn topology_loss(prob: &Tensor, target: &Tensor, spatial_dims: usize) -> Res
             format!("expected float probabilities, found {:?}", prob.dtype()),
         ));
     }
+    crate::prepare::expect_finite("topology_loss", prob, target)?;
     TopologyTargets::new(prob, target, spatial_dims)?.loss(prob)
 }
 
@@ -190,5 +191,8 @@ mod tests {
         let t = Tensor::zeros(&[4, 4], DType::F32);
         assert!(topology_loss(&p, &t, 4).is_err());
         assert!(topology_loss(&p, &Tensor::zeros(&[4, 5], DType::F32), 2).is_err());
+        let nan = Tensor::full(&[4, 4], f64::NAN, DType::F32);
+        let msg = topology_loss(&nan, &t, 2).unwrap_err().to_string();
+        assert!(msg.contains("topology_loss") && msg.contains("NaN"), "{msg}");
     }
 }

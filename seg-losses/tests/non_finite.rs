@@ -1,0 +1,82 @@
+//! Every loss reports a NaN or an infinity in its prediction or target as an error naming the loss.
+
+use seg_losses::{
+    BceWithLogitsLoss, DiceCELoss, DiceFocalLoss, DiceLoss, FocalLoss, GeneralizedDiceLoss, PolyDiceLoss,
+    SoftDiceclDiceLoss, SoftclDiceLoss, TverskyLoss,
+};
+use seg_tensor::{DType, Result, Tensor};
+
+type Forward = Box<dyn Fn(&Tensor, &Tensor) -> Result<Tensor>>;
+
+fn losses() -> Vec<(&'static str, Forward)> {
+    vec![
+        ("DiceLoss", Box::new(|x, y| DiceLoss::default().forward(x, y))),
+        (
+            "GeneralizedDiceLoss",
+            Box::new(|x, y| GeneralizedDiceLoss::default().forward(x, y)),
+        ),
+        ("TverskyLoss", Box::new(|x, y| TverskyLoss::default().forward(x, y))),
+        ("FocalLoss", Box::new(|x, y| FocalLoss::default().forward(x, y))),
+        ("DiceCELoss", Box::new(|x, y| DiceCELoss::default().forward(x, y))),
+        ("DiceFocalLoss", Box::new(|x, y| DiceFocalLoss::default().forward(x, y))),
+        (
+            "SoftclDiceLoss",
+            Box::new(|x, y| SoftclDiceLoss::default().forward(x, y)),
+        ),
+        (
+            "SoftDiceclDiceLoss",
+            Box::new(|x, y| SoftDiceclDiceLoss::default().forward(x, y)),
+        ),
+        ("PolyDiceLoss", Box::new(|x, y| PolyDiceLoss::default().forward(x, y))),
+        (
+            "BCEWithLogitsLoss",
+            Box::new(|x, y| BceWithLogitsLoss::default().forward(x, y)),
+        ),
+    ]
+}
+
+#[test]
+fn nan_and_inf_in_prediction_or_target_are_errors_naming_the_loss() {
+    let shape = [2, 2, 6, 6];
+    let x = Tensor::rand(&shape, 0, DType::F32).unwrap();
+    let y = Tensor::rand(&shape, 1, DType::F32)
+        .unwrap()
+        .gt(&Tensor::full(&[], 0.5, DType::F32))
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap();
+    let with = |t: &Tensor, at: usize, v: f32| {
+        let mut values = t.to_vec::<f32>().unwrap();
+        values[at] = v;
+        Tensor::from_vec(values, &shape).unwrap()
+    };
+    for (name, forward) in losses() {
+        let loss = forward(&x, &y).unwrap_or_else(|e| panic!("{name} on finite inputs: {e}"));
+        assert!(loss.to_vec_f64().iter().all(|v| v.is_finite()), "{name}");
+        for (bad, at) in [(f32::NAN, 0), (f32::INFINITY, 37), (f32::NEG_INFINITY, 143)] {
+            for (what, x, y) in [
+                ("prediction", with(&x, at, bad), y.clone()),
+                ("target", x.clone(), with(&y, at, bad)),
+            ] {
+                let msg = forward(&x, &y).expect_err(name).to_string();
+                assert!(msg.contains(name), "{name}: {msg}");
+                assert!(msg.contains(&format!("finite {what}")), "{name}: {msg}");
+                assert!(msg.contains(&format!("flat index {at}")), "{name}: {msg}");
+            }
+        }
+    }
+}
+
+#[test]
+fn cross_entropy_rejects_nan_logits() {
+    let x = Tensor::from_vec(vec![0.0f32, f32::NAN, 1.0, 2.0], &[1, 2, 2]).unwrap();
+    let labels = Tensor::zeros(&[1, 2], DType::I64);
+    let msg = seg_losses::CrossEntropyLoss::default()
+        .forward(&x, &labels)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains("CrossEntropyLoss") && msg.contains("NaN at flat index 1"),
+        "{msg}"
+    );
+}
