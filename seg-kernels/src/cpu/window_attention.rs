@@ -233,10 +233,10 @@ pub fn window_attention_backward_reference<T: Float>(
                         g.mask[at] = g.mask[at] + ds;
                     }
                     let (qi, kj, vj) = (s.qkv_at(w, i, 0, h), s.qkv_at(w, j, 1, h), s.qkv_at(w, j, 2, h));
-                    for c in 0..d {
+                    for (c, &go) in gout.iter().enumerate() {
                         g.qkv[qi + c] = g.qkv[qi + c] + scale * ds * x.qkv[kj + c];
                         g.qkv[kj + c] = g.qkv[kj + c] + scale * ds * x.qkv[qi + c];
-                        g.qkv[vj + c] = g.qkv[vj + c] + p[j] * gout[c];
+                        g.qkv[vj + c] = g.qkv[vj + c] + p[j] * go;
                     }
                 }
             }
@@ -904,5 +904,42 @@ mod tests {
         assert!(shape.validate(false).is_ok());
         shape.heads = 0;
         assert!(shape.validate(false).is_err());
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+
+    #[test]
+    #[ignore]
+    fn time_stage1() {
+        let s = WindowAttnShape {
+            windows: 125,
+            heads: 3,
+            tokens: 343,
+            head_dim: 16,
+            mask_windows: 125,
+            scale: 0.25,
+        };
+        let qkv: Vec<f32> = (0..s.qkv_len())
+            .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
+            .collect();
+        let bias = vec![0.01f32; s.bias_len()];
+        let mask = vec![0.0f32; s.mask_len()];
+        let x = WindowAttnInputs {
+            qkv: &qkv,
+            bias: &bias,
+            mask: Some(&mask),
+        };
+        let mut out = vec![0.0f32; s.out_len()];
+        for _ in 0..3 {
+            let t = std::time::Instant::now();
+            let lse = window_attention_forward(&s, &x, &mut out);
+            let f = t.elapsed();
+            let t = std::time::Instant::now();
+            let g = window_attention_backward(&s, &x, &out, &lse, &out, false);
+            eprintln!("fwd {:?} bwd {:?} {}", f, t.elapsed(), g.bias[0]);
+        }
     }
 }
