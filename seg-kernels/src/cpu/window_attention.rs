@@ -489,42 +489,39 @@ mod fast {
         }
     }
 
-    /// Adds bias and mask to the score tile row `row` (keys `j0..j0 + cols` of query `i`), and sets
-    /// the padding lanes up to the next whole vector to [`NEG_FILL`].
+    /// Runs `f(at, v)` over the vectors `v` of the biased scores `row + bias + mask` (keys `j0..j0 +
+    /// cols` of query `i`, `at` where `v` lies in the row), the padding lanes up to the next whole
+    /// vector [`NEG_FILL`]: one pass that later steps fuse into.
     #[inline(always)]
-    unsafe fn add_bias_mask<S: F32Simd>(
+    unsafe fn biased_row<S: F32Simd>(
         s: &WindowAttnShape,
         x: &WindowAttnInputs<f32>,
         row: &mut [f32],
         (w, h, i): (usize, usize, usize),
-        j0: usize,
-        cols: usize,
+        (j0, cols): (usize, usize),
+        mut f: impl FnMut(*mut f32, S::V),
     ) {
         let n = s.tokens;
         let bias = x.bias.as_ptr().add((h * n + i) * n + j0);
         let mask = x.mask.map(|m| m.as_ptr().add(s.mask_row(w, i) + j0));
+        let padded = cols.div_ceil(S::LANES) * S::LANES;
+        row[cols..padded].fill(NEG_FILL);
         let p = row.as_mut_ptr();
         for c in (0..cols).step_by(S::LANES) {
             let m = S::LANES.min(cols - c);
-            let mut v = S::add(S::load(p.add(c), m), S::load(bias.add(c), m));
+            let mut v = S::add(S::load(p.add(c), S::LANES), S::load(bias.add(c), m));
             if let Some(mask) = mask {
                 v = S::add(v, S::load(mask.add(c), m));
             }
-            S::store(p.add(c), v, m);
+            f(p.add(c), v);
         }
-        let padded = cols.div_ceil(S::LANES) * S::LANES;
-        row[cols..padded].fill(NEG_FILL);
     }
 
-    /// The largest value of `row` (a whole number of vectors).
+    /// The largest lane of `v`.
     #[inline(always)]
-    unsafe fn row_max<S: F32Simd>(row: &[f32]) -> f32 {
-        let mut m = S::splat(f32::NEG_INFINITY);
-        for c in (0..row.len()).step_by(S::LANES) {
-            m = S::max(m, S::load(row.as_ptr().add(c), S::LANES));
-        }
+    unsafe fn hmax<S: F32Simd>(v: S::V) -> f32 {
         let mut lanes = [0.0f32; 16];
-        S::store(lanes.as_mut_ptr(), m, S::LANES);
+        S::store(lanes.as_mut_ptr(), v, S::LANES);
         lanes[..S::LANES].iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b))
     }
 
@@ -572,8 +569,12 @@ mod fast {
                 gemm::<S>(rows, cols, d, q, (d, 1), kt, p.np, tile.as_mut_ptr(), BLOCK_COLS, false);
                 for r in 0..rows {
                     let row = &mut tile[r * BLOCK_COLS..][..padded];
-                    add_bias_mask::<S>(s, x, row, (w, h, i0 + r), j0, cols);
-                    let m_new = m[r].max(row_max::<S>(row));
+                    let mut mx = S::splat(f32::NEG_INFINITY);
+                    biased_row::<S>(s, x, row, (w, h, i0 + r), (j0, cols), |at, v| {
+                        S::store(at, v, S::LANES);
+                        mx = S::max(mx, v);
+                    });
+                    let m_new = m[r].max(hmax::<S>(mx));
                     let alpha = (m[r] - m_new).exp();
                     l[r] = l[r] * alpha + exp_row::<S>(row, m_new);
                     if alpha != 1.0 {
@@ -657,8 +658,10 @@ mod fast {
                 );
                 for r in 0..rows {
                     let row = &mut prob[r * BLOCK_COLS..][..padded];
-                    add_bias_mask::<S>(s, x, row, (w, h, i0 + r), j0, cols);
-                    exp_row::<S>(row, lse[i0 + r]);
+                    let lse_r = S::splat(lse[i0 + r]);
+                    biased_row::<S>(s, x, row, (w, h, i0 + r), (j0, cols), |at, v| {
+                        S::store(at, S::exp(S::sub(v, lse_r)), S::LANES);
+                    });
                     row[cols..].fill(0.0);
                 }
                 // dv_j += sum_r P_rj do_r: P read transposed.
