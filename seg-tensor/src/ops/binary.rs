@@ -100,6 +100,15 @@ struct BinaryBackward {
 impl Backward for BinaryBackward {
     fn backward(self: Box<Self>, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
         let (op, shape) = (self.op, grad.shape().to_vec());
+        let reduce = |g: Option<Tensor>, to: &Tensor| g.map(|g| g.sum_to_shape(to.shape())).transpose();
+        if op == Binary::Add {
+            // Both partials are 1: the gradient itself reaches each side, summed to its shape.
+            let pass = |wanted: bool| wanted.then(|| grad.clone());
+            return Ok(vec![
+                reduce(pass(self.wants[0]), &self.a)?,
+                reduce(pass(self.wants[1]), &self.b)?,
+            ]);
+        }
         let (da, db) = with_float!(grad.dtype(), "binary backward", T => {
             let g = grad.values::<T>()?;
             let a = broadcast_values::<T>(&self.a, &shape)?;
@@ -120,7 +129,6 @@ impl Backward for BinaryBackward {
             let db = self.wants[1].then(|| tensor_from(db, &shape));
             Ok((da, db))
         })?;
-        let reduce = |g: Option<Tensor>, to: &Tensor| g.map(|g| g.sum_to_shape(to.shape())).transpose();
         Ok(vec![reduce(da, &self.a)?, reduce(db, &self.b)?])
     }
 }
