@@ -445,8 +445,8 @@ mod fast {
         }
     }
 
-    /// One head of one window, packed: `q` scaled `(N, d)`, `k` `(N, d)`, `kt` and `vt` `(d, Np)`
-    /// (zero-padded to a whole number of vectors), `v` `(N, d)`.
+    /// One head of one window, packed: `q` scaled `(N, d)`, `kt` `(d, Np)` (zero-padded to a whole
+    /// number of vectors), `v` `(N, d)`, and for the backward `k` `(N, d)` and `vt` `(d, Np)`.
     struct Packed {
         np: usize,
         q: Vec<f32>,
@@ -457,17 +457,17 @@ mod fast {
     }
 
     impl Packed {
-        fn new(s: &WindowAttnShape, qkv: &[f32], w: usize, h: usize, lanes: usize, with_vt: bool) -> Self {
+        fn new(s: &WindowAttnShape, qkv: &[f32], w: usize, h: usize, lanes: usize, backward: bool) -> Self {
             let (n, d) = (s.tokens, s.head_dim);
             let np = n.div_ceil(lanes) * lanes;
             let scale = s.scale as f32;
             let mut p = Packed {
                 np,
                 q: vec![0.0; n * d],
-                k: vec![0.0; n * d],
+                k: vec![0.0; if backward { n * d } else { 0 }],
                 kt: vec![0.0; d * np],
                 v: vec![0.0; n * d],
-                vt: vec![0.0; if with_vt { d * np } else { 0 }],
+                vt: vec![0.0; if backward { d * np } else { 0 }],
             };
             for i in 0..n {
                 let (q, k, v) = (
@@ -478,11 +478,13 @@ mod fast {
                 for c in 0..d {
                     p.q[i * d + c] = q[c] * scale;
                     p.kt[c * np + i] = k[c];
-                    if with_vt {
+                    if backward {
                         p.vt[c * np + i] = v[c];
                     }
                 }
-                p.k[i * d..][..d].copy_from_slice(k);
+                if backward {
+                    p.k[i * d..][..d].copy_from_slice(k);
+                }
                 p.v[i * d..][..d].copy_from_slice(v);
             }
             p
