@@ -2,7 +2,7 @@
 //! `da = sum_to(dy * df/da)`, `db = sum_to(dy * df/db)` over the broadcast axes.
 
 use crate::autograd::Backward;
-use crate::layout::broadcast_shape;
+use crate::layout::{broadcast_shape, numel};
 use crate::ops::{broadcast_values, expect_float, expect_same_kind, tensor_from, zip_values};
 use crate::{with_float, Float, Result, Tensor};
 
@@ -190,6 +190,13 @@ impl Tensor {
             return Err(incompatible());
         }
         let lead = self.rank().checked_sub(shape.len()).ok_or_else(incompatible)?;
+        if self.shape()[lead..] == *shape && lead > 0 {
+            // Only leading axes go (a bias gradient): a product with a row of ones, one GEMM
+            // instead of a transposed gather and a sum per column.
+            let (rows, cols) = (self.numel() / numel(shape).max(1), numel(shape));
+            let ones = Tensor::ones(&[1, rows], self.dtype());
+            return ones.matmul(&self.reshape(&[rows, cols])?)?.reshape(shape);
+        }
         let dims: Vec<isize> = (0..self.rank())
             .filter(|&i| i < lead || (shape[i - lead] == 1 && self.shape()[i] != 1))
             .map(|i| i as isize)
