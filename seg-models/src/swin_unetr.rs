@@ -176,7 +176,7 @@ impl SwinUNETR {
                 format!("spatial_dims must be 2 or 3, found {dims}"),
             ));
         }
-        if c.feature_size == 0 || c.feature_size % 12 != 0 {
+        if c.feature_size == 0 || !c.feature_size.is_multiple_of(12) {
             return Err(Error::invalid(
                 "SwinUNETR",
                 format!(
@@ -188,7 +188,7 @@ impl SwinUNETR {
         if c.num_heads
             .iter()
             .enumerate()
-            .any(|(i, &h)| h == 0 || (c.feature_size << i) % h != 0)
+            .any(|(i, &h)| h == 0 || !(c.feature_size << i).is_multiple_of(h))
         {
             return Err(Error::invalid(
                 "SwinUNETR",
