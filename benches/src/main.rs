@@ -5,6 +5,7 @@
 //!     cargo run --release -p seg-bench -- [--only SUBSTRING]
 
 mod models;
+mod swin;
 
 use std::time::Instant;
 
@@ -261,6 +262,7 @@ fn cases() -> Vec<Case> {
     cases.extend([conv_transpose3d_case(), matmul_case(1024), matmul_case(2048)]);
     cases.extend([instance_norm_case(32, 64, false), instance_norm_case(32, 64, true)]);
     cases.extend([1024, 8192, 65536].map(selective_scan_case));
+    cases.extend([swin::window_attention_case(), swin::swin_block_case()]);
     cases.extend(loss_cases());
     cases.push(hd95_case(128));
     cases.push(surface_metrics_case(256));

@@ -233,10 +233,10 @@ pub fn window_attention_backward_reference<T: Float>(
                         g.mask[at] = g.mask[at] + ds;
                     }
                     let (qi, kj, vj) = (s.qkv_at(w, i, 0, h), s.qkv_at(w, j, 1, h), s.qkv_at(w, j, 2, h));
-                    for c in 0..d {
+                    for (c, &go) in gout.iter().enumerate() {
                         g.qkv[qi + c] = g.qkv[qi + c] + scale * ds * x.qkv[kj + c];
                         g.qkv[kj + c] = g.qkv[kj + c] + scale * ds * x.qkv[qi + c];
-                        g.qkv[vj + c] = g.qkv[vj + c] + p[j] * gout[c];
+                        g.qkv[vj + c] = g.qkv[vj + c] + p[j] * go;
                     }
                 }
             }
@@ -445,8 +445,8 @@ mod fast {
         }
     }
 
-    /// One head of one window, packed: `q` scaled `(N, d)`, `k` `(N, d)`, `kt` and `vt` `(d, Np)`
-    /// (zero-padded to a whole number of vectors), `v` `(N, d)`.
+    /// One head of one window, packed: `q` scaled `(N, d)`, `kt` `(d, Np)` (zero-padded to a whole
+    /// number of vectors), `v` `(N, d)`, and for the backward `k` `(N, d)` and `vt` `(d, Np)`.
     struct Packed {
         np: usize,
         q: Vec<f32>,
@@ -457,17 +457,17 @@ mod fast {
     }
 
     impl Packed {
-        fn new(s: &WindowAttnShape, qkv: &[f32], w: usize, h: usize, lanes: usize, with_vt: bool) -> Self {
+        fn new(s: &WindowAttnShape, qkv: &[f32], w: usize, h: usize, lanes: usize, backward: bool) -> Self {
             let (n, d) = (s.tokens, s.head_dim);
             let np = n.div_ceil(lanes) * lanes;
             let scale = s.scale as f32;
             let mut p = Packed {
                 np,
                 q: vec![0.0; n * d],
-                k: vec![0.0; n * d],
+                k: vec![0.0; if backward { n * d } else { 0 }],
                 kt: vec![0.0; d * np],
                 v: vec![0.0; n * d],
-                vt: vec![0.0; if with_vt { d * np } else { 0 }],
+                vt: vec![0.0; if backward { d * np } else { 0 }],
             };
             for i in 0..n {
                 let (q, k, v) = (
@@ -478,53 +478,52 @@ mod fast {
                 for c in 0..d {
                     p.q[i * d + c] = q[c] * scale;
                     p.kt[c * np + i] = k[c];
-                    if with_vt {
+                    if backward {
                         p.vt[c * np + i] = v[c];
                     }
                 }
-                p.k[i * d..][..d].copy_from_slice(k);
+                if backward {
+                    p.k[i * d..][..d].copy_from_slice(k);
+                }
                 p.v[i * d..][..d].copy_from_slice(v);
             }
             p
         }
     }
 
-    /// Adds bias and mask to the score tile row `row` (keys `j0..j0 + cols` of query `i`), and sets
-    /// the padding lanes up to the next whole vector to [`NEG_FILL`].
+    /// Runs `f(at, v)` over the vectors `v` of the biased scores `row + bias + mask` (keys `j0..j0 +
+    /// cols` of query `i`, `at` where `v` lies in the row), the padding lanes up to the next whole
+    /// vector [`NEG_FILL`]: one pass that later steps fuse into.
     #[inline(always)]
-    unsafe fn add_bias_mask<S: F32Simd>(
+    unsafe fn biased_row<S: F32Simd>(
         s: &WindowAttnShape,
         x: &WindowAttnInputs<f32>,
         row: &mut [f32],
         (w, h, i): (usize, usize, usize),
-        j0: usize,
-        cols: usize,
+        (j0, cols): (usize, usize),
+        mut f: impl FnMut(*mut f32, S::V),
     ) {
         let n = s.tokens;
         let bias = x.bias.as_ptr().add((h * n + i) * n + j0);
         let mask = x.mask.map(|m| m.as_ptr().add(s.mask_row(w, i) + j0));
+        let padded = cols.div_ceil(S::LANES) * S::LANES;
+        row[cols..padded].fill(NEG_FILL);
         let p = row.as_mut_ptr();
         for c in (0..cols).step_by(S::LANES) {
             let m = S::LANES.min(cols - c);
-            let mut v = S::add(S::load(p.add(c), m), S::load(bias.add(c), m));
+            let mut v = S::add(S::load(p.add(c), S::LANES), S::load(bias.add(c), m));
             if let Some(mask) = mask {
                 v = S::add(v, S::load(mask.add(c), m));
             }
-            S::store(p.add(c), v, m);
+            f(p.add(c), v);
         }
-        let padded = cols.div_ceil(S::LANES) * S::LANES;
-        row[cols..padded].fill(NEG_FILL);
     }
 
-    /// The largest value of `row` (a whole number of vectors).
+    /// The largest lane of `v`.
     #[inline(always)]
-    unsafe fn row_max<S: F32Simd>(row: &[f32]) -> f32 {
-        let mut m = S::splat(f32::NEG_INFINITY);
-        for c in (0..row.len()).step_by(S::LANES) {
-            m = S::max(m, S::load(row.as_ptr().add(c), S::LANES));
-        }
+    unsafe fn hmax<S: F32Simd>(v: S::V) -> f32 {
         let mut lanes = [0.0f32; 16];
-        S::store(lanes.as_mut_ptr(), m, S::LANES);
+        S::store(lanes.as_mut_ptr(), v, S::LANES);
         lanes[..S::LANES].iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b))
     }
 
@@ -572,8 +571,12 @@ mod fast {
                 gemm::<S>(rows, cols, d, q, (d, 1), kt, p.np, tile.as_mut_ptr(), BLOCK_COLS, false);
                 for r in 0..rows {
                     let row = &mut tile[r * BLOCK_COLS..][..padded];
-                    add_bias_mask::<S>(s, x, row, (w, h, i0 + r), j0, cols);
-                    let m_new = m[r].max(row_max::<S>(row));
+                    let mut mx = S::splat(f32::NEG_INFINITY);
+                    biased_row::<S>(s, x, row, (w, h, i0 + r), (j0, cols), |at, v| {
+                        S::store(at, v, S::LANES);
+                        mx = S::max(mx, v);
+                    });
+                    let m_new = m[r].max(hmax::<S>(mx));
                     let alpha = (m[r] - m_new).exp();
                     l[r] = l[r] * alpha + exp_row::<S>(row, m_new);
                     if alpha != 1.0 {
@@ -657,8 +660,10 @@ mod fast {
                 );
                 for r in 0..rows {
                     let row = &mut prob[r * BLOCK_COLS..][..padded];
-                    add_bias_mask::<S>(s, x, row, (w, h, i0 + r), j0, cols);
-                    exp_row::<S>(row, lse[i0 + r]);
+                    let lse_r = S::splat(lse[i0 + r]);
+                    biased_row::<S>(s, x, row, (w, h, i0 + r), (j0, cols), |at, v| {
+                        S::store(at, S::exp(S::sub(v, lse_r)), S::LANES);
+                    });
                     row[cols..].fill(0.0);
                 }
                 // dv_j += sum_r P_rj do_r: P read transposed.
@@ -904,5 +909,42 @@ mod tests {
         assert!(shape.validate(false).is_ok());
         shape.heads = 0;
         assert!(shape.validate(false).is_err());
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+
+    #[test]
+    #[ignore]
+    fn time_stage1() {
+        let s = WindowAttnShape {
+            windows: 125,
+            heads: 3,
+            tokens: 343,
+            head_dim: 16,
+            mask_windows: 125,
+            scale: 0.25,
+        };
+        let qkv: Vec<f32> = (0..s.qkv_len())
+            .map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5)
+            .collect();
+        let bias = vec![0.01f32; s.bias_len()];
+        let mask = vec![0.0f32; s.mask_len()];
+        let x = WindowAttnInputs {
+            qkv: &qkv,
+            bias: &bias,
+            mask: Some(&mask),
+        };
+        let mut out = vec![0.0f32; s.out_len()];
+        for _ in 0..3 {
+            let t = std::time::Instant::now();
+            let lse = window_attention_forward(&s, &x, &mut out);
+            let f = t.elapsed();
+            let t = std::time::Instant::now();
+            let g = window_attention_backward(&s, &x, &out, &lse, &out, false);
+            eprintln!("fwd {:?} bwd {:?} {}", f, t.elapsed(), g.bias[0]);
+        }
     }
 }

@@ -26,8 +26,16 @@ impl Linear {
 }
 
 impl Layer for Linear {
+    /// Over the last axis; the leading axes are flattened into one, so that a map of tokens is one
+    /// matrix product rather than a batch of small ones.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.linear(&self.weight, self.bias.as_ref())
+        if x.rank() <= 2 {
+            return x.linear(&self.weight, self.bias.as_ref());
+        }
+        let y = x.flatten(0, -2)?.linear(&self.weight, self.bias.as_ref())?;
+        let mut shape = x.shape().to_vec();
+        *shape.last_mut().expect("rank > 2") = self.weight.shape()[0];
+        y.reshape(&shape)
     }
 }
 

@@ -1,9 +1,9 @@
 //! MONAI's `SwinTransformerBlock` and its MLP (`MLPBlock` in "swin" dropout mode).
 
-use seg_tensor::{Error, PadMode, Result, Tensor};
+use seg_tensor::{Error, Result, Tensor};
 
 use super::attention::WindowAttention;
-use super::windows::{get_window_size, window_partition, window_reverse};
+use super::windows::{get_window_size, WindowTokens};
 use crate::layers::{Layer, LayerNorm, Linear};
 use crate::{visit_child, visit_child_mut, Module};
 
@@ -106,34 +106,23 @@ impl SwinTransformerBlock {
         let (b, c) = (x.shape()[0], x.shape()[r + 1]);
         let size = &x.shape()[1..=r];
         let (window, shift) = get_window_size(size, &self.window_size, &self.shift_size);
-        let padded: Vec<usize> = size.iter().zip(&window).map(|(s, w)| s.div_ceil(*w) * w).collect();
-        // F.pad order: channels (0, 0) first, then the spatial axes from the last.
-        let mut pads = vec![0isize, 0];
-        for a in (0..r).rev() {
-            pads.extend([0, (padded[a] - size[a]) as isize]);
-        }
-        let mut h = self.norm1.forward(x)?.pad(&pads, PadMode::Constant, 0.0)?;
-        let axes: Vec<isize> = (1..=r as isize).collect();
         let shifted = shift.iter().any(|&s| s > 0);
-        if shifted {
-            let back: Vec<isize> = shift.iter().map(|&s| -(s as isize)).collect();
-            h = h.roll(&back, &axes)?;
+        // Padding, the cyclic shift and the window partition as one row gather, and back as one.
+        let maps = WindowTokens::new(b, size, &window, &shift);
+        let index = |v: &[i64]| Tensor::from_vec(v.to_vec(), &[v.len()]);
+        let mut tokens = self.norm1.forward(x)?.reshape(&[x.numel() / c, c])?;
+        if maps.padded {
+            tokens = Tensor::cat(&[&tokens, &Tensor::zeros(&[1, c], x.dtype())], 0)?;
         }
-        let windows = window_partition(&h, &window)?;
+        let n: usize = window.iter().product();
+        let windows = tokens
+            .index_select(0, &index(&maps.gather)?)?
+            .reshape(&[maps.gather.len() / n, n, c])?;
         let attended = self.attn.forward(&windows, if shifted { mask } else { None })?;
-        let mut shape = vec![attended.shape()[0]];
-        shape.extend(&window);
-        shape.push(c);
-        h = window_reverse(&attended.reshape(&shape)?, &window, b, &padded)?;
-        if shifted {
-            let forth: Vec<isize> = shift.iter().map(|&s| s as isize).collect();
-            h = h.roll(&forth, &axes)?;
-        }
-        for (a, &s) in size.iter().enumerate() {
-            if padded[a] != s {
-                h = h.narrow(a as isize + 1, 0, s)?;
-            }
-        }
+        let h = attended
+            .reshape(&[maps.gather.len(), c])?
+            .index_select(0, &index(&maps.scatter)?)?
+            .reshape(x.shape())?;
         let x = x.add(&h)?;
         x.add(&self.mlp.forward(&self.norm2.forward(&x)?)?)
     }

@@ -41,23 +41,65 @@ pub fn window_partition(x: &Tensor, window: &[usize]) -> Result<Tensor> {
         .reshape(&[x.numel() / (n * c), n, c])
 }
 
-/// The inverse of [`window_partition`]: windows `(B nW, *window, C)` back to `(B, *dims, C)`.
-pub fn window_reverse(windows: &Tensor, window: &[usize], batch: usize, dims: &[usize]) -> Result<Tensor> {
-    let r = window.len();
-    let c = windows.shape()[r + 1];
-    let mut split = vec![batch];
-    split.extend(dims.iter().zip(window).map(|(d, w)| d / w));
-    split.extend(window);
-    split.push(c);
-    // (B, n_1, ..., n_r, w_1, ..., w_r, C) -> (B, n_1, w_1, ..., n_r, w_r, C)
-    let order: Vec<isize> = std::iter::once(0)
-        .chain((0..r).flat_map(|i| [i as isize + 1, (r + i) as isize + 1]))
-        .chain(std::iter::once(2 * r as isize + 1))
-        .collect();
-    let mut full = vec![batch];
-    full.extend(dims);
-    full.push(c);
-    windows.reshape(&split)?.permute(&order)?.reshape(&full)
+/// Where the tokens of a shifted-window pass come from and go back to, for a map `(batch, *size)`
+/// padded at the end of each axis to whole windows and rolled by `-shift` (MONAI's
+/// `SwinTransformerBlock`): `gather[k]` is the token (row of the map's `(batch prod(size), C)`
+/// rows) at row `k` of the windows `(batch nW N)` in [`window_partition`] order, or `batch
+/// prod(size)` (one row past the map: a zero row) for padding; `scatter[t]` is the window row
+/// that token `t` comes back from after rolling by `+shift` and cropping.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WindowTokens {
+    pub gather: Vec<i64>,
+    pub scatter: Vec<i64>,
+    /// Whether some window row is padding.
+    pub padded: bool,
+}
+
+impl WindowTokens {
+    pub fn new(batch: usize, size: &[usize], window: &[usize], shift: &[usize]) -> Self {
+        let r = size.len();
+        let padded: Vec<usize> = size.iter().zip(window).map(|(s, w)| s.div_ceil(*w) * w).collect();
+        let counts: Vec<usize> = padded.iter().zip(window).map(|(p, w)| p / w).collect();
+        let (per_image, n) = (size.iter().product::<usize>(), window.iter().product::<usize>());
+        let windows: usize = counts.iter().product();
+        let mut gather = Vec::with_capacity(batch * windows * n);
+        let mut scatter = vec![0i64; batch * per_image];
+        let mut any_pad = false;
+        let unflatten = |mut k: usize, dims: &[usize]| {
+            let mut c = vec![0usize; r];
+            for a in (0..r).rev() {
+                c[a] = k % dims[a];
+                k /= dims[a];
+            }
+            c
+        };
+        for b in 0..batch {
+            for wi in 0..windows {
+                let wc = unflatten(wi, &counts);
+                for t in 0..n {
+                    let tc = unflatten(t, window);
+                    // Position in the shifted padded map, and where it was before the roll.
+                    let src: Vec<usize> = (0..r)
+                        .map(|a| (wc[a] * window[a] + tc[a] + shift[a]) % padded[a])
+                        .collect();
+                    if (0..r).any(|a| src[a] >= size[a]) {
+                        any_pad = true;
+                        gather.push((batch * per_image) as i64);
+                    } else {
+                        let flat = src.iter().zip(size).fold(0, |acc, (c, s)| acc * s + c);
+                        let token = b * per_image + flat;
+                        scatter[token] = gather.len() as i64;
+                        gather.push(token as i64);
+                    }
+                }
+            }
+        }
+        Self {
+            gather,
+            scatter,
+            padded: any_pad,
+        }
+    }
 }
 
 /// The indices Python's `slice(start, stop)` selects from `len` items.
@@ -172,17 +214,37 @@ mod tests {
     }
 
     #[test]
-    fn partition_and_reverse_are_inverse() {
-        let x = Tensor::arange(0.0, 144.0, 1.0, DType::F32)
+    fn token_maps_match_pad_roll_and_partition() {
+        // Map (2, 3, 5) with window (2, 2) and shift (1, 1): padded to (4, 6), rolled by -1.
+        let (size, window, shift) = ([3usize, 5], [2usize, 2], [1usize, 1]);
+        let x = Tensor::arange(1.0, 31.0, 1.0, DType::F32)
             .unwrap()
-            .reshape(&[2, 4, 6, 3])
+            .reshape(&[2, 3, 5, 1])
             .unwrap();
-        let w = window_partition(&x, &[2, 3]).unwrap();
-        assert_eq!(w.shape(), &[8, 6, 3]);
-        // Window 1 of image 0 starts at (0, 3): element (0, 3, 0).
-        assert_eq!(w.narrow(0, 1, 1).unwrap().to_vec::<f32>().unwrap()[0], 9.0);
-        let back = window_reverse(&w.reshape(&[8, 2, 3, 3]).unwrap(), &[2, 3], 2, &[4, 6]).unwrap();
-        assert_eq!(back.to_vec::<f32>().unwrap(), x.to_vec::<f32>().unwrap());
+        let expected = window_partition(
+            &x.pad(&[0, 0, 0, 1, 0, 1], seg_tensor::PadMode::Constant, 0.0)
+                .unwrap()
+                .roll(&[-1, -1], &[1, 2])
+                .unwrap(),
+            &window,
+        )
+        .unwrap()
+        .to_vec::<f32>()
+        .unwrap();
+        let maps = WindowTokens::new(2, &size, &window, &shift);
+        assert!(maps.padded);
+        // Token t holds value t + 1; padding rows (index 30) hold 0.
+        let got: Vec<f32> = maps
+            .gather
+            .iter()
+            .map(|&t| if t == 30 { 0.0 } else { t as f32 + 1.0 })
+            .collect();
+        assert_eq!(got, expected);
+        assert!(maps
+            .scatter
+            .iter()
+            .enumerate()
+            .all(|(t, &k)| maps.gather[k as usize] == t as i64));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! `da = sum_to(dy * df/da)`, `db = sum_to(dy * df/db)` over the broadcast axes.
 
 use crate::autograd::Backward;
-use crate::layout::broadcast_shape;
+use crate::layout::{broadcast_shape, numel};
 use crate::ops::{broadcast_values, expect_float, expect_same_kind, tensor_from, zip_values};
 use crate::{with_float, Float, Result, Tensor};
 
@@ -100,6 +100,15 @@ struct BinaryBackward {
 impl Backward for BinaryBackward {
     fn backward(self: Box<Self>, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
         let (op, shape) = (self.op, grad.shape().to_vec());
+        let reduce = |g: Option<Tensor>, to: &Tensor| g.map(|g| g.sum_to_shape(to.shape())).transpose();
+        if op == Binary::Add {
+            // Both partials are 1: the gradient itself reaches each side, summed to its shape.
+            let pass = |wanted: bool| wanted.then(|| grad.clone());
+            return Ok(vec![
+                reduce(pass(self.wants[0]), &self.a)?,
+                reduce(pass(self.wants[1]), &self.b)?,
+            ]);
+        }
         let (da, db) = with_float!(grad.dtype(), "binary backward", T => {
             let g = grad.values::<T>()?;
             let a = broadcast_values::<T>(&self.a, &shape)?;
@@ -120,7 +129,6 @@ impl Backward for BinaryBackward {
             let db = self.wants[1].then(|| tensor_from(db, &shape));
             Ok((da, db))
         })?;
-        let reduce = |g: Option<Tensor>, to: &Tensor| g.map(|g| g.sum_to_shape(to.shape())).transpose();
         Ok(vec![reduce(da, &self.a)?, reduce(db, &self.b)?])
     }
 }
@@ -182,6 +190,13 @@ impl Tensor {
             return Err(incompatible());
         }
         let lead = self.rank().checked_sub(shape.len()).ok_or_else(incompatible)?;
+        if self.shape()[lead..] == *shape && lead > 0 {
+            // Only leading axes go (a bias gradient): a product with a row of ones, one GEMM
+            // instead of a transposed gather and a sum per column.
+            let (rows, cols) = (self.numel() / numel(shape).max(1), numel(shape));
+            let ones = Tensor::ones(&[1, rows], self.dtype());
+            return ones.matmul(&self.reshape(&[rows, cols])?)?.reshape(shape);
+        }
         let dims: Vec<isize> = (0..self.rank())
             .filter(|&i| i < lead || (shape[i - lead] == 1 && self.shape()[i] != 1))
             .map(|i| i as isize)

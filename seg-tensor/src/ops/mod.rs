@@ -33,6 +33,7 @@ use std::borrow::Cow;
 
 use rayon::prelude::*;
 
+use crate::layout::numel;
 use crate::{Element, Result, Tensor};
 
 /// Below this many elements an elementwise loop runs on one thread.
@@ -75,6 +76,11 @@ pub(crate) fn broadcast_values<'a, T: Element>(t: &'a Tensor, shape: &[usize]) -
         expected: T::DTYPE.name(),
         found: t.dtype(),
     })?;
+    // A contiguous tensor whose shape ends `shape` (a bias over rows): whole copies of it.
+    if t.is_contiguous() && t.numel() > 0 && shape.ends_with(t.shape()) {
+        let own = &data[t.layout().offset()..][..t.numel()];
+        return Ok(Cow::Owned(own.repeat(numel(shape) / t.numel())));
+    }
     Ok(Cow::Owned(
         t.layout().broadcast_to(shape).offsets().map(|o| data[o]).collect(),
     ))
