@@ -3,6 +3,7 @@
 //!
 //! - [`BasicUNet`]: MONAI's `BasicUNet`.
 //! - [`PlainConvUNet`]: nnU-Net's default network, and its [`plan`] from patch size and spacing.
+//! - [`UMambaBot`]: U-Mamba's network with a Mamba layer at the bottleneck.
 //! - [`SwinUNETR`]: MONAI's Swin UNETR (v1 and v2).
 //! - [`SlidingWindow`]: MONAI's sliding-window inference.
 
@@ -10,10 +11,13 @@ mod basic_unet;
 pub mod blocks;
 mod plain_unet;
 pub mod plan;
+pub mod res_blocks;
 mod sliding_window;
 mod swin_unetr;
+mod umamba;
 
 pub use basic_unet::{BasicUNet, BasicUNetConfig};
 pub use plain_unet::{PlainConvUNet, PlainUNetConfig};
 pub use sliding_window::{Blend, SlidingWindow};
 pub use swin_unetr::{SwinUNETR, SwinUNETRConfig};
+pub use umamba::UMambaBot;
