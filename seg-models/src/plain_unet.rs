@@ -77,7 +77,7 @@ impl PlainUNetConfig {
         let spatial = x.shape().get(2..).unwrap_or_default();
         if x.rank() != self.spatial_dims() + 2
             || x.shape()[1] != self.input_channels
-            || spatial.iter().zip(&total).any(|(s, t)| s % t != 0)
+            || spatial.iter().zip(&total).any(|(s, t)| !s.is_multiple_of(*t))
         {
             return Err(Error::ShapeMismatch {
                 op,

@@ -232,7 +232,7 @@ impl Module for UMambaBot {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use seg_tensor::DType;
+    use seg_tensor::{gradcheck, DType};
 
     fn small(deep_supervision: bool) -> PlainUNetConfig {
         PlainUNetConfig {
@@ -282,6 +282,19 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("multiples of [4, 4, 2]"));
+    }
+
+    #[test]
+    fn input_gradient_matches_finite_differences() {
+        let mut net = UMambaBot::new(small(true), 3).unwrap();
+        net.visit_mut(&mut |_, p| *p = p.to_dtype(DType::F64).unwrap());
+        let x = Tensor::randn(&[1, 1, 8, 4, 4], 4, DType::F64).unwrap();
+        // Both outputs, the coarse one summed into the loss through a mean.
+        let f = |t: &[Tensor]| {
+            let ys = net.forward(&t[0])?;
+            ys[0].add(&ys[1].mean_all()?)
+        };
+        gradcheck::check(f, &[x]).unwrap();
     }
 
     #[test]
