@@ -53,6 +53,7 @@ const IMPLEMENTED: &[&str] = &[
     "basic_unet",
     "plain_conv_unet",
     "umamba_bot",
+    "umamba_enc",
     "sliding_window_inference",
     "dice_loss",
     "generalized_dice_loss",

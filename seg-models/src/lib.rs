@@ -3,7 +3,8 @@
 //!
 //! - [`BasicUNet`]: MONAI's `BasicUNet`.
 //! - [`PlainConvUNet`]: nnU-Net's default network, and its [`plan`] from patch size and spacing.
-//! - [`UMambaBot`]: U-Mamba's network with a Mamba layer at the bottleneck.
+//! - [`UMamba`]: U-Mamba's networks, with a Mamba layer at the bottleneck (`UMambaBot`) or after
+//!   every encoder stage (`UMambaEnc`).
 //! - [`SwinUNETR`]: MONAI's Swin UNETR (v1 and v2).
 //! - [`SlidingWindow`]: MONAI's sliding-window inference.
 
@@ -20,4 +21,4 @@ pub use basic_unet::{BasicUNet, BasicUNetConfig};
 pub use plain_unet::{PlainConvUNet, PlainUNetConfig};
 pub use sliding_window::{Blend, SlidingWindow};
 pub use swin_unetr::{SwinUNETR, SwinUNETRConfig};
-pub use umamba::UMambaBot;
+pub use umamba::{UMamba, UMambaVariant};

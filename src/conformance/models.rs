@@ -2,7 +2,7 @@
 
 use seg_models::{
     BasicUNet, BasicUNetConfig, Blend, PlainConvUNet, PlainUNetConfig, SlidingWindow, SwinUNETR, SwinUNETRConfig,
-    UMambaBot,
+    UMamba, UMambaVariant,
 };
 use seg_nn::swin::MergingVersion;
 
@@ -108,16 +108,24 @@ pub(super) fn plain_conv_unet(
     deep_supervision_outputs(net.forward(input(inputs, "x")?)?, outputs)
 }
 
-/// `umamba_bot`: U-Mamba's `UMambaBot` with the `PlainConvUNet` arguments (the number of spatial
-/// axes from the kernel sizes' entries) and U-Mamba's plan defaults; outputs as `plain_conv_unet`.
-pub(super) fn umamba_bot(
+/// `umamba_bot` and `umamba_enc`: U-Mamba's `UMambaBot` / `UMambaEnc` with the `PlainConvUNet`
+/// arguments (the number of spatial axes from the kernel sizes' entries), `UMambaEnc`'s
+/// `input_size` too, and U-Mamba's plan defaults; outputs as `plain_conv_unet`.
+pub(super) fn umamba(
+    op: &str,
     p: &Params,
     inputs: &Tensors,
     module_params: &Tensors,
     outputs: &mut Tensors,
 ) -> Result<Tensor> {
     let x = input(inputs, "x")?;
-    let mut net = UMambaBot::new(nnunet_config(p, x.rank().saturating_sub(2))?, 0)?;
+    let variant = match op {
+        "umamba_enc" => UMambaVariant::Enc {
+            input_size: required_usizes(p, "input_size")?,
+        },
+        _ => UMambaVariant::Bot,
+    };
+    let mut net = UMamba::new(nnunet_config(p, x.rank().saturating_sub(2))?, variant, 0)?;
     seg_nn::load_parameters(&mut net, &as_source(module_params), true)?;
     deep_supervision_outputs(net.forward(x)?, outputs)
 }
