@@ -138,19 +138,28 @@ impl UMamba {
                 MambaLayers::Bottleneck(MambaLayer::new(MambaConfig::new(f[n - 1]), false, seed + 50_000)?)
             }
             UMambaVariant::Enc { input_size } => {
-                if input_size.len() != c.spatial_dims() {
+                let total = c.total_stride();
+                if input_size.len() != total.len()
+                    || input_size
+                        .iter()
+                        .zip(&total)
+                        .any(|(i, t)| *i == 0 || !i.is_multiple_of(*t))
+                {
                     return Err(Error::invalid(
                         "UMambaEnc",
-                        format!("input_size needs {} sizes, found {input_size:?}", c.spatial_dims()),
+                        format!(
+                            "input_size needs {} positive multiples of {total:?}, found {input_size:?}",
+                            total.len()
+                        ),
                     ));
                 }
                 let mut size = input_size;
                 let mut layers = Vec::new();
-                for s in 0..n {
-                    size = size.iter().zip(&c.strides[s]).map(|(i, st)| i / st).collect();
+                for (s, (stride, &features)) in c.strides.iter().zip(f).enumerate() {
+                    size = size.iter().zip(stride).map(|(i, st)| i / st).collect();
                     let voxels: usize = size.iter().product();
-                    let channel_token = voxels <= f[s];
-                    let dim = if channel_token { voxels } else { f[s] };
+                    let channel_token = voxels <= features;
+                    let dim = if channel_token { voxels } else { features };
                     let layer = MambaLayer::new(MambaConfig::new(dim), false, seed + 50_000 + s as u64)?;
                     layers.push((layer, channel_token));
                 }
@@ -393,6 +402,11 @@ mod tests {
         assert_eq!(net.forward(&x).unwrap()[0].shape(), &[1, 3, 4, 4, 4]);
         let other = Tensor::zeros(&[1, 1, 8, 4, 4], DType::F32);
         assert!(net.forward(&other).unwrap_err().to_string().contains("2 voxels"));
+        let bad = UMambaVariant::Enc {
+            input_size: vec![4, 4, 3],
+        };
+        let err = UMamba::new(small(false), bad, 0).err().unwrap().to_string();
+        assert!(err.contains("multiples of [4, 4, 2]"), "{err}");
     }
 
     #[test]
@@ -411,15 +425,20 @@ mod tests {
 
     #[test]
     fn input_gradient_matches_finite_differences() {
-        let mut net = UMamba::new(small(true), UMambaVariant::Bot, 3).unwrap();
-        net.visit_mut(&mut |_, p| *p = p.to_dtype(DType::F64).unwrap());
-        let x = Tensor::randn(&[1, 1, 8, 4, 4], 4, DType::F64).unwrap();
-        // Both outputs, the coarse one summed into the loss through a mean.
-        let f = |t: &[Tensor]| {
-            let ys = net.forward(&t[0])?;
-            ys[0].add(&ys[1].mean_all()?)
+        let enc = UMambaVariant::Enc {
+            input_size: vec![8, 4, 4],
         };
-        gradcheck::check(f, &[x]).unwrap();
+        for variant in [UMambaVariant::Bot, enc] {
+            let mut net = UMamba::new(small(true), variant, 3).unwrap();
+            net.visit_mut(&mut |_, p| *p = p.to_dtype(DType::F64).unwrap());
+            let x = Tensor::randn(&[1, 1, 8, 4, 4], 4, DType::F64).unwrap();
+            // Both outputs, the coarse one summed into the loss through a mean.
+            let f = |t: &[Tensor]| {
+                let ys = net.forward(&t[0])?;
+                ys[0].add(&ys[1].mean_all()?)
+            };
+            gradcheck::check(f, &[x]).unwrap();
+        }
     }
 
     #[test]
