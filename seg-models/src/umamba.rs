@@ -27,7 +27,9 @@
 //! biases: `BasicResBlock`, the upsampling and the heads always have them, `BasicBlockD` as
 //! `conv_bias` says (U-Mamba's plans: true). The default 3D configuration of the tests
 //! ([`UMamba::default_3d`]: nnU-Net's 3D full-resolution plan for a 128^3 patch, 6 stages of 32 to
-//! 320 features, one input channel, two classes) has 42,120,394 parameters.
+//! 320 features, one input channel, two classes) has 42,120,394 parameters as `UMambaBot` and
+//! 42,750,922 as `UMambaEnc` (whose last stage, 4^3 voxels, takes its 320 channels as tokens of 64
+//! features); PyTorch counts the same for the reference in `tests/fixtures-extra/generate_umamba.py`.
 
 use seg_nn::layers::{Conv, Layer};
 use seg_nn::mamba::{MambaConfig, MambaLayer};
@@ -197,10 +199,10 @@ impl UMamba {
         })
     }
 
-    /// The 3D `UMambaBot` of the tests: nnU-Net's 3D full-resolution plan for a 128^3 patch
+    /// The 3D network of the tests: nnU-Net's 3D full-resolution plan for a 128^3 patch
     /// (features 32, 64, 128, 256, 320, 320; kernels 3; strides 1, 2, 2, 2, 2, 2; two blocks per
     /// stage), one input channel, two classes, convolution biases, deep supervision.
-    pub fn default_3d(seed: u64) -> Result<Self> {
+    pub fn default_3d(variant: UMambaVariant, seed: u64) -> Result<Self> {
         let config = PlainUNetConfig {
             input_channels: 1,
             features_per_stage: vec![32, 64, 128, 256, 320, 320],
@@ -212,7 +214,7 @@ impl UMamba {
             conv_bias: true,
             deep_supervision: true,
         };
-        Self::new(config, UMambaVariant::Bot, seed)
+        Self::new(config, variant, seed)
     }
 
     /// The segmentation logits at full resolution, and with deep supervision those of every decoder
@@ -443,8 +445,14 @@ mod tests {
 
     #[test]
     fn default_3d_parameter_count() {
-        let n = UMamba::default_3d(0).unwrap().num_parameters();
+        let n = UMamba::default_3d(UMambaVariant::Bot, 0).unwrap().num_parameters();
         println!("UMambaBot default 3D: {n} parameters");
         assert_eq!(n, 42_120_394);
+        let enc = UMambaVariant::Enc {
+            input_size: vec![128; 3],
+        };
+        let n = UMamba::default_3d(enc, 0).unwrap().num_parameters();
+        println!("UMambaEnc default 3D (128^3 patch): {n} parameters");
+        assert_eq!(n, 42_750_922);
     }
 }

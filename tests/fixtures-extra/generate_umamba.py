@@ -175,10 +175,10 @@ def umamba_case(name, x, **params):
     model_case(name, op, params, UMamba(**params), x)
 
 
-def default_3d_parameter_count():
-    """The parameter count of seg-models' `UMambaBot::default_3d` (its unit test holds the same)."""
+def default_3d_parameter_count(input_size=None):
+    """The parameter count of seg-models' `UMamba::default_3d` (its unit test holds the same)."""
     net = UMamba(1, [32, 64, 128, 256, 320, 320], [[3] * 3] * 6, [[1] * 3] + [[2] * 3] * 5, [2] * 6, [2] * 5, 2,
-                    True, True)
+                 True, True, input_size)
     return sum(p.numel() for p in net.parameters())
 
 
@@ -195,3 +195,4 @@ if __name__ == "__main__":
                 n_conv_per_stage_decoder=[2, 2], num_classes=2, conv_bias=True, deep_supervision=True,
                 input_size=[8, 8, 4])
     print("UMambaBot default 3D parameters:", default_3d_parameter_count())
+    print("UMambaEnc default 3D parameters (128^3 patch):", default_3d_parameter_count([128] * 3))
