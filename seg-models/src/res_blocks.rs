@@ -129,7 +129,6 @@ pub struct ResStage {
 }
 
 impl ResStage {
-    #[allow(clippy::too_many_arguments)]
     pub fn new(
         style: BlockStyle,
         n_blocks: usize,
