@@ -52,6 +52,8 @@ const IMPLEMENTED: &[&str] = &[
     "optimizer",
     "basic_unet",
     "plain_conv_unet",
+    "umamba_bot",
+    "umamba_enc",
     "sliding_window_inference",
     "dice_loss",
     "generalized_dice_loss",

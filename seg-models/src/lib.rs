@@ -3,6 +3,8 @@
 //!
 //! - [`BasicUNet`]: MONAI's `BasicUNet`.
 //! - [`PlainConvUNet`]: nnU-Net's default network, and its [`plan`] from patch size and spacing.
+//! - [`UMamba`]: U-Mamba's networks, with a Mamba layer at the bottleneck (`UMambaBot`) or after
+//!   every encoder stage (`UMambaEnc`).
 //! - [`SwinUNETR`]: MONAI's Swin UNETR (v1 and v2).
 //! - [`SlidingWindow`]: MONAI's sliding-window inference.
 
@@ -10,10 +12,13 @@ mod basic_unet;
 pub mod blocks;
 mod plain_unet;
 pub mod plan;
+pub mod res_blocks;
 mod sliding_window;
 mod swin_unetr;
+mod umamba;
 
 pub use basic_unet::{BasicUNet, BasicUNetConfig};
 pub use plain_unet::{PlainConvUNet, PlainUNetConfig};
 pub use sliding_window::{Blend, SlidingWindow};
 pub use swin_unetr::{SwinUNETR, SwinUNETRConfig};
+pub use umamba::{UMamba, UMambaVariant};

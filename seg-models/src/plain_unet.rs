@@ -30,10 +30,11 @@ pub struct PlainUNetConfig {
 }
 
 impl PlainUNetConfig {
-    fn validate(&self) -> Result<()> {
+    /// Checks the lists' lengths and sizes; `op` names the network in the error.
+    pub(crate) fn validate(&self, op: &'static str) -> Result<()> {
         let n = self.features_per_stage.len();
         let dims = self.kernel_sizes.first().map_or(0, Vec::len);
-        let bad = |msg: String| Err(Error::invalid("PlainConvUNet", msg));
+        let bad = |msg: String| Err(Error::invalid(op, msg));
         if n < 2 {
             return bad(format!("at least 2 stages needed, found {n}"));
         }
@@ -67,6 +68,27 @@ impl PlainUNetConfig {
 
     pub fn spatial_dims(&self) -> usize {
         self.kernel_sizes.first().map_or(0, Vec::len)
+    }
+
+    /// Checks that `x` is `(N, input_channels, spatial)` with spatial sizes multiples of the total
+    /// stride; `op` names the network in the error.
+    pub(crate) fn check_input(&self, op: &'static str, x: &Tensor) -> Result<()> {
+        let total = self.total_stride();
+        let spatial = x.shape().get(2..).unwrap_or_default();
+        if x.rank() != self.spatial_dims() + 2
+            || x.shape()[1] != self.input_channels
+            || spatial.iter().zip(&total).any(|(s, t)| !s.is_multiple_of(*t))
+        {
+            return Err(Error::ShapeMismatch {
+                op,
+                expected: format!(
+                    "(N, {}, spatial) with spatial sizes multiples of {total:?}",
+                    self.input_channels
+                ),
+                found: x.shape().to_vec(),
+            });
+        }
+        Ok(())
     }
 
     /// The product of the strides per axis: input sizes must be multiples of it.
@@ -147,7 +169,7 @@ pub struct PlainConvUNet {
 
 impl PlainConvUNet {
     pub fn new(config: PlainUNetConfig, seed: u64) -> Result<Self> {
-        config.validate()?;
+        config.validate("PlainConvUNet")?;
         let c = &config;
         let n = c.features_per_stage.len();
         let style = BlockStyle {
@@ -215,21 +237,7 @@ impl PlainConvUNet {
     /// stage after it (each half the resolution of the previous one).
     pub fn forward(&self, x: &Tensor) -> Result<Vec<Tensor>> {
         let c = &self.config;
-        let total = c.total_stride();
-        let spatial = x.shape().get(2..).unwrap_or_default();
-        if x.rank() != c.spatial_dims() + 2
-            || x.shape()[1] != c.input_channels
-            || spatial.iter().zip(&total).any(|(s, t)| s % t != 0)
-        {
-            return Err(Error::ShapeMismatch {
-                op: "PlainConvUNet",
-                expected: format!(
-                    "(N, {}, spatial) with spatial sizes multiples of {total:?}",
-                    c.input_channels
-                ),
-                found: x.shape().to_vec(),
-            });
-        }
+        c.check_input("PlainConvUNet", x)?;
         let mut skips = Vec::new();
         let mut y = x.clone();
         for stage in &self.encoder {

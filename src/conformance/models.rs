@@ -2,6 +2,7 @@
 
 use seg_models::{
     BasicUNet, BasicUNetConfig, Blend, PlainConvUNet, PlainUNetConfig, SlidingWindow, SwinUNETR, SwinUNETRConfig,
+    UMamba, UMambaVariant,
 };
 use seg_nn::swin::MergingVersion;
 
@@ -50,6 +51,35 @@ fn per_stage(p: &Params, key: &str, dims: usize) -> Result<Vec<Vec<usize>>> {
         .collect()
 }
 
+/// The `dynamic_network_architectures`-style arguments that `PlainConvUNet` and `UMambaBot` share,
+/// `dims` spatial axes.
+fn nnunet_config(p: &Params, dims: usize) -> Result<PlainUNetConfig> {
+    Ok(PlainUNetConfig {
+        input_channels: required_usize(p, "input_channels")?,
+        features_per_stage: required_usizes(p, "features_per_stage")?,
+        kernel_sizes: per_stage(p, "kernel_sizes", dims)?,
+        strides: per_stage(p, "strides", dims)?,
+        n_conv_per_stage: required_usizes(p, "n_conv_per_stage")?,
+        n_conv_per_stage_decoder: required_usizes(p, "n_conv_per_stage_decoder")?,
+        num_classes: required_usize(p, "num_classes")?,
+        conv_bias: p.bool_or("conv_bias", false)?,
+        deep_supervision: p.bool_or("deep_supervision", false)?,
+    })
+}
+
+/// A network's outputs as the case's: `y` (full resolution), then `y_1`, `y_2`, ... (deep
+/// supervision).
+fn deep_supervision_outputs(ys: Vec<Tensor>, outputs: &mut Tensors) -> Result<Tensor> {
+    let mut ys = ys.into_iter();
+    let y = ys
+        .next()
+        .ok_or_else(|| Error::invalid("conformance", "the network returned no output"))?;
+    for (i, extra) in ys.enumerate() {
+        outputs.insert(format!("y_{}", i + 1), extra);
+    }
+    Ok(y)
+}
+
 /// `plain_conv_unet`: `dynamic_network_architectures` `PlainConvUNet` arguments (3D convolutions
 /// unless `conv_op` says `Conv2d`; instance norm with affine and LeakyReLU 0.01 as nnU-Net's
 /// defaults). With deep supervision the outputs are `y` (full resolution), `y_1`, `y_2`, ...
@@ -73,25 +103,31 @@ pub(super) fn plain_conv_unet(
             ));
         }
     }
-    let config = PlainUNetConfig {
-        input_channels: required_usize(p, "input_channels")?,
-        features_per_stage: required_usizes(p, "features_per_stage")?,
-        kernel_sizes: per_stage(p, "kernel_sizes", dims)?,
-        strides: per_stage(p, "strides", dims)?,
-        n_conv_per_stage: required_usizes(p, "n_conv_per_stage")?,
-        n_conv_per_stage_decoder: required_usizes(p, "n_conv_per_stage_decoder")?,
-        num_classes: required_usize(p, "num_classes")?,
-        conv_bias: p.bool_or("conv_bias", false)?,
-        deep_supervision: p.bool_or("deep_supervision", false)?,
-    };
-    let mut net = PlainConvUNet::new(config, 0)?;
+    let mut net = PlainConvUNet::new(nnunet_config(p, dims)?, 0)?;
     seg_nn::load_parameters(&mut net, &as_source(module_params), true)?;
-    let mut ys = net.forward(input(inputs, "x")?)?.into_iter();
-    let y = ys.next().expect("at least one output");
-    for (i, extra) in ys.enumerate() {
-        outputs.insert(format!("y_{}", i + 1), extra);
-    }
-    Ok(y)
+    deep_supervision_outputs(net.forward(input(inputs, "x")?)?, outputs)
+}
+
+/// `umamba_bot` and `umamba_enc`: U-Mamba's `UMambaBot` / `UMambaEnc` with the `PlainConvUNet`
+/// arguments (the number of spatial axes from the kernel sizes' entries), `UMambaEnc`'s
+/// `input_size` too, and U-Mamba's plan defaults; outputs as `plain_conv_unet`.
+pub(super) fn umamba(
+    op: &str,
+    p: &Params,
+    inputs: &Tensors,
+    module_params: &Tensors,
+    outputs: &mut Tensors,
+) -> Result<Tensor> {
+    let x = input(inputs, "x")?;
+    let variant = match op {
+        "umamba_enc" => UMambaVariant::Enc {
+            input_size: required_usizes(p, "input_size")?,
+        },
+        _ => UMambaVariant::Bot,
+    };
+    let mut net = UMamba::new(nnunet_config(p, x.rank().saturating_sub(2))?, variant, 0)?;
+    seg_nn::load_parameters(&mut net, &as_source(module_params), true)?;
+    deep_supervision_outputs(net.forward(x)?, outputs)
 }
 
 /// `sliding_window_inference` with a 3x3(x3) convolution (`in.w`, `in.b`, padding 1) as predictor;

@@ -334,6 +334,7 @@ pub(super) fn forward(case: &Case, inputs: &Tensors, module_params: &Tensors) ->
         "swin_unetr" => super::models::swin_unetr(p, inputs, module_params)?,
         "sliding_window_inference" => super::models::sliding_window(p, inputs)?,
         "plain_conv_unet" => super::models::plain_conv_unet(p, inputs, module_params, &mut outputs)?,
+        op @ ("umamba_bot" | "umamba_enc") => super::models::umamba(op, p, inputs, module_params, &mut outputs)?,
         op @ ("window_attention" | "swin_basic_layer" | "patch_merging") => {
             super::swin::forward(op, p, inputs, module_params)?
         }

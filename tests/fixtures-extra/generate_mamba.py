@@ -88,8 +88,9 @@ def layer_case(name, shape, d_state, nslices, residual):
     case(name, "mamba_layer", config, layer, tol="0.0003", module=p, x=randn(*shape))
 
 
-mamba_case("mamba_small_state_conv3", 2, 20, 8, d_state=4, d_conv=3, expand=1)
-mamba_case("mamba_dt_rank3", 1, 45, 24, d_state=8, dt_rank=3)
-mamba_case("mamba_tri_oriented", 1, 24, 8, d_state=4, nslices=4)
-layer_case("mamba_layer_umamba", (1, 6, 3, 4, 5), d_state=4, nslices=None, residual=False)
-layer_case("mamba_layer_segmamba", (2, 4, 3, 2, 4), d_state=4, nslices=3, residual=True)
+if __name__ == "__main__":
+    mamba_case("mamba_small_state_conv3", 2, 20, 8, d_state=4, d_conv=3, expand=1)
+    mamba_case("mamba_dt_rank3", 1, 45, 24, d_state=8, dt_rank=3)
+    mamba_case("mamba_tri_oriented", 1, 24, 8, d_state=4, nslices=4)
+    layer_case("mamba_layer_umamba", (1, 6, 3, 4, 5), d_state=4, nslices=None, residual=False)
+    layer_case("mamba_layer_segmamba", (2, 4, 3, 2, 4), d_state=4, nslices=3, residual=True)

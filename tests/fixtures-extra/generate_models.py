@@ -62,15 +62,16 @@ def plain_unet(name, x, conv_op, **params):
     model_case(name, "plain_conv_unet", meta, net, x)
 
 
-basic_unet("basic_unet_3d_odd", randn(1, 2, 33, 20, 18), spatial_dims=3, in_channels=2, out_channels=2,
-           features=[2, 3, 4, 4, 6, 2])
-basic_unet("basic_unet_2d_odd", randn(2, 1, 23, 33), spatial_dims=2, in_channels=1, out_channels=4,
-           features=[4, 4, 6, 8, 8, 3])
-plain_unet("plain_conv_unet_2d_deep_supervision", randn(2, 1, 16, 24), "Conv2d", input_channels=1, n_stages=3,
-           features_per_stage=[4, 8, 8], kernel_sizes=[[3, 3], [3, 3], [3, 3]], strides=[[1, 1], [2, 2], [2, 2]],
-           n_conv_per_stage=[1, 2, 2], n_conv_per_stage_decoder=[1, 2], num_classes=3, conv_bias=False,
-           deep_supervision=True)
-plain_unet("plain_conv_unet_3d_anisotropic", randn(1, 2, 8, 16, 16), "Conv3d", input_channels=2, n_stages=3,
-           features_per_stage=[4, 6, 8], kernel_sizes=[[1, 3, 3], [3, 3, 3], [3, 3, 3]],
-           strides=[[1, 1, 1], [1, 2, 2], [2, 2, 2]], n_conv_per_stage=[2, 2, 1],
-           n_conv_per_stage_decoder=[1, 1], num_classes=2, conv_bias=True, deep_supervision=False)
+if __name__ == "__main__":
+    basic_unet("basic_unet_3d_odd", randn(1, 2, 33, 20, 18), spatial_dims=3, in_channels=2, out_channels=2,
+               features=[2, 3, 4, 4, 6, 2])
+    basic_unet("basic_unet_2d_odd", randn(2, 1, 23, 33), spatial_dims=2, in_channels=1, out_channels=4,
+               features=[4, 4, 6, 8, 8, 3])
+    plain_unet("plain_conv_unet_2d_deep_supervision", randn(2, 1, 16, 24), "Conv2d", input_channels=1, n_stages=3,
+               features_per_stage=[4, 8, 8], kernel_sizes=[[3, 3], [3, 3], [3, 3]], strides=[[1, 1], [2, 2], [2, 2]],
+               n_conv_per_stage=[1, 2, 2], n_conv_per_stage_decoder=[1, 2], num_classes=3, conv_bias=False,
+               deep_supervision=True)
+    plain_unet("plain_conv_unet_3d_anisotropic", randn(1, 2, 8, 16, 16), "Conv3d", input_channels=2, n_stages=3,
+               features_per_stage=[4, 6, 8], kernel_sizes=[[1, 3, 3], [3, 3, 3], [3, 3, 3]],
+               strides=[[1, 1, 1], [1, 2, 2], [2, 2, 2]], n_conv_per_stage=[2, 2, 1],
+               n_conv_per_stage_decoder=[1, 1], num_classes=2, conv_bias=True, deep_supervision=False)
