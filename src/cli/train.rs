@@ -26,7 +26,7 @@ use super::{metrics_table, parse_triple};
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// Network: unet (MONAI BasicUNet), plain-unet (nnU-Net), swin-unetr (MONAI), mamba-unet (not yet).
+    /// Network: unet (MONAI BasicUNet), plain-unet (nnU-Net), swin-unetr (MONAI), mamba-unet (U-Mamba's UMambaBot).
     #[arg(long, default_value = "unet")]
     model: String,
     /// cpu or cuda.

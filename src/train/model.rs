@@ -3,18 +3,20 @@
 
 use std::collections::BTreeMap;
 
-use seg_models::{BasicUNet, BasicUNetConfig, PlainConvUNet, SwinUNETR, SwinUNETRConfig};
+use seg_models::{BasicUNet, BasicUNetConfig, PlainConvUNet, SwinUNETR, SwinUNETRConfig, UMamba, UMambaVariant};
 use seg_nn::Module;
 
 use crate::{Error, Result, Tensor};
 
 /// Which network: `unet` (MONAI's BasicUNet), `plain-unet` (nnU-Net's PlainConvUNet, planned
-/// from the patch size and spacing) or `swin-unetr` (MONAI's SwinUNETR, feature size 24 by default).
+/// from the patch size and spacing), `swin-unetr` (MONAI's SwinUNETR, feature size 24 by default) or
+/// `mamba-unet` (U-Mamba's UMambaBot on the same nnU-Net plan).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ModelKind {
     UNet,
     PlainUNet,
     SwinUNETR,
+    MambaUNet,
 }
 
 impl ModelKind {
@@ -23,11 +25,7 @@ impl ModelKind {
             "unet" => Ok(Self::UNet),
             "plain-unet" => Ok(Self::PlainUNet),
             "swin-unetr" => Ok(Self::SwinUNETR),
-            "mamba-unet" => Err(Error::invalid(
-                "model",
-                "mamba-unet is not built yet (the Mamba U-Net networks come with their issue); use unet, \
-                 plain-unet or swin-unetr",
-            )),
+            "mamba-unet" => Ok(Self::MambaUNet),
             other => Err(Error::invalid(
                 "model",
                 format!("unknown model {other:?}: expected unet, plain-unet, swin-unetr or mamba-unet"),
@@ -40,6 +38,7 @@ impl ModelKind {
             Self::UNet => "unet",
             Self::PlainUNet => "plain-unet",
             Self::SwinUNETR => "swin-unetr",
+            Self::MambaUNet => "mamba-unet",
         }
     }
 }
@@ -103,6 +102,7 @@ pub enum Model {
     UNet(Box<BasicUNet>),
     PlainUNet(Box<PlainConvUNet>),
     SwinUNETR(Box<SwinUNETR>),
+    MambaUNet(Box<UMamba>),
 }
 
 impl Model {
@@ -117,6 +117,10 @@ impl Model {
                 let plan = seg_models::plan::plan(spec.in_channels, spec.classes, &spec.patch, &spec.spacing, false)?;
                 Model::PlainUNet(Box::new(PlainConvUNet::new(plan.config, seed)?))
             }
+            ModelKind::MambaUNet => {
+                let plan = seg_models::plan::plan(spec.in_channels, spec.classes, &spec.patch, &spec.spacing, false)?;
+                Model::MambaUNet(Box::new(UMamba::new(plan.config, UMambaVariant::Bot, seed)?))
+            }
             ModelKind::SwinUNETR => {
                 let mut config = SwinUNETRConfig::new(spec.in_channels, spec.classes, 3);
                 config.feature_size = spec.features[0];
@@ -129,11 +133,8 @@ impl Model {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             Model::UNet(net) => net.forward(x),
-            Model::PlainUNet(net) => net
-                .forward(x)?
-                .into_iter()
-                .next()
-                .ok_or_else(|| Error::invalid("PlainConvUNet", "no output")),
+            Model::PlainUNet(net) => first(net.forward(x)?),
+            Model::MambaUNet(net) => first(net.forward(x)?),
             Model::SwinUNETR(net) => net.forward(x),
         }
     }
@@ -143,6 +144,7 @@ impl Model {
             Model::UNet(net) => net.as_ref(),
             Model::PlainUNet(net) => net.as_ref(),
             Model::SwinUNETR(net) => net.as_ref(),
+            Model::MambaUNet(net) => net.as_ref(),
         }
     }
 
@@ -151,6 +153,15 @@ impl Model {
             Model::UNet(net) => net.as_mut(),
             Model::PlainUNet(net) => net.as_mut(),
             Model::SwinUNETR(net) => net.as_mut(),
+            Model::MambaUNet(net) => net.as_mut(),
         }
     }
+}
+
+/// The full-resolution output of a network with deep-supervision outputs.
+fn first(outputs: Vec<Tensor>) -> Result<Tensor> {
+    outputs
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::invalid("model", "the network gave no output"))
 }
