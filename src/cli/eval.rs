@@ -20,6 +20,24 @@ pub struct EvalArgs {
     /// Also write the numbers as JSON here.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Count only the axial slices START..END (tensor axis 0, the file's z), e.g. a held-out slab.
+    #[arg(long)]
+    slices: Option<String>,
+}
+
+/// `START..END` as a range.
+fn parse_slices(text: &str) -> Result<std::ops::Range<usize>> {
+    let bad = || Error::invalid("eval", format!("--slices needs START..END, found {text:?}"));
+    let (a, b) = text.split_once("..").ok_or_else(bad)?;
+    let (a, b) = (
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+    );
+    if a < b {
+        Ok(a..b)
+    } else {
+        Err(bad())
+    }
 }
 
 /// A label map as u8 class indices, with the largest class.
@@ -40,6 +58,19 @@ pub fn run(args: &EvalArgs) -> Result<()> {
     nifti::check_same_grid(&truth_image.header, &args.truth, &pred_image.header, &args.prediction)?;
     let (pred, pmax) = labels(&pred_image, &args.prediction)?;
     let (truth, tmax) = labels(&truth_image, &args.truth)?;
+    let (pred, truth) = match args.slices.as_deref().map(parse_slices).transpose()? {
+        Some(r) if r.end <= truth.shape()[0] => (
+            pred.narrow(0, r.start, r.len())?.contiguous()?,
+            truth.narrow(0, r.start, r.len())?.contiguous()?,
+        ),
+        Some(r) => {
+            return Err(Error::invalid(
+                "eval",
+                format!("--slices {r:?} outside the {} slices of the volume", truth.shape()[0]),
+            ))
+        }
+        None => (pred, truth),
+    };
     let classes = pmax.max(tmax) + 1;
     let spacing = truth_image.spacing();
     let metrics = evaluate(&pred, &truth, classes, spacing)?;

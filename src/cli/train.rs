@@ -13,7 +13,7 @@ use seg::data::augment::Augment;
 use seg::data::nifti::{self, NiftiImage, NiftiType};
 use seg::data::patch::AxialSplit;
 use seg::data::picture::{learning_curve, overlay};
-use seg::data::preprocess::{self, cropped_affine};
+use seg::data::preprocess;
 use seg::data::{dataset, mni, pipeline};
 use seg::nn::checkpoint::{load_checkpoint, save_checkpoint};
 use seg::train::{
@@ -159,35 +159,34 @@ struct Source {
 }
 
 impl Source {
-    /// The axial slices `range` (tensor axis 0) as a volume of their own, its affine shifted to match.
-    fn slab(&self, range: &Range<usize>) -> Result<Source> {
-        let [_, h, w] = [0, 1, 2].map(|a| self.image.data.shape()[a]);
-        let data = AxialSplit::slab(&self.image.data, range)?;
-        let mut header = self.image.header.derive(data.shape(), self.image.header.datatype);
-        header.set_affine(&cropped_affine(&self.image.affine(), &[range.clone(), 0..h, 0..w]));
-        Ok(Source {
-            image: NiftiImage { header, data },
-            labels: AxialSplit::slab(&self.labels, range)?,
-        })
-    }
-
-    /// Cropped, z-scored and resampled to `spacing`, as the network sees it.
-    fn prepared(&self, spacing: [f64; 3]) -> Result<(Tensor, Tensor)> {
+    /// Cropped, z-scored and resampled to `spacing`, as the network sees it, with the crop box.
+    fn prepared(&self, spacing: [f64; 3]) -> Result<(Tensor, Tensor, preprocess::BoundingBox)> {
         let p = pipeline::prepare(
             &self.image.data,
             Some(&self.labels),
             self.image.spacing(),
             Some(spacing),
         )?;
-        Ok((p.image, p.labels.expect("labels were given")))
+        Ok((p.image, p.labels.expect("labels were given"), p.bbox))
     }
 }
 
-/// The training volumes and the held-out one on their own grids, with the class names: the MNI152
-/// template with an axial slab of its brain held out (slices 55% to 75% of the brain's extent, never
-/// left against right), or the user's folder (the last case held out, or an axial slab of a single
-/// case).
-fn load_sources(data: Option<&Path>) -> Result<(Vec<Source>, Source, Vec<String>)> {
+/// What the network trains on, what it is validated on each epoch, and where its final result is
+/// computed: the held-out volume on its own grid, counting only the axial slices `region` when the
+/// held-out part is a slab of the one training volume.
+struct Split {
+    train: Vec<(Tensor, Tensor)>,
+    val: (Tensor, Tensor),
+    held_out: Source,
+    region: Option<Range<usize>>,
+    class_names: Vec<String>,
+}
+
+/// The MNI152 template with an axial slab of its brain held out (slices 55% to 75% of the brain's
+/// extent: never left against right), or the user's folder (the last case held out, or an axial
+/// slab of a single case). A single volume is prepared whole (one z-score for all of it, as
+/// `seg infer` prepares it) and cut into slabs after.
+fn load_split(data: Option<&Path>, spacing: [f64; 3]) -> Result<Split> {
     let (mut cases, class_names) = match data {
         None => {
             let m = mni::load(mni::default_dir())?;
@@ -222,20 +221,38 @@ fn load_sources(data: Option<&Path>) -> Result<(Vec<Source>, Source, Vec<String>
     };
     if cases.len() > 1 {
         let held_out = cases.pop().expect("two or more cases");
-        return Ok((cases, held_out, class_names));
+        let prepared = |s: &Source| s.prepared(spacing).map(|(i, l, _)| (i, l));
+        return Ok(Split {
+            train: cases.iter().map(prepared).collect::<Result<_>>()?,
+            val: prepared(&held_out)?,
+            held_out,
+            region: None,
+            class_names,
+        });
     }
     let source = cases.pop().expect("one case");
-    let brain = preprocess::nonzero_bbox(&source.image.data)?[0].clone();
+    let (image, labels, bbox) = source.prepared(spacing)?;
+    // The held-out slab in the original grid, and the prepared slices it became.
+    let brain = bbox[0].clone();
     let split = AxialSplit::new(brain.len(), 0.55, 0.2)?;
-    let shift = |r: &Range<usize>| brain.start + r.start..brain.start + r.end;
-    let val = shift(&split.val);
-    let depth = source.image.data.shape()[0];
+    let region = brain.start + split.val.start..brain.start + split.val.end;
+    let scale = source.image.spacing()[0] / spacing[0];
+    let depth = image.shape()[0];
+    let to_prepared = |z: usize| (((z - brain.start) as f64 * scale).round() as usize).min(depth);
+    let val = to_prepared(region.start)..to_prepared(region.end).max(to_prepared(region.start) + 1);
+    let slab = |r: &Range<usize>| Ok((AxialSplit::slab(&image, r)?, AxialSplit::slab(&labels, r)?));
     let train = [0..val.start, val.end..depth]
         .iter()
         .filter(|r| !r.is_empty())
-        .map(|r| source.slab(r))
+        .map(slab)
         .collect::<Result<Vec<_>>>()?;
-    Ok((train, source.slab(&val)?, class_names))
+    Ok(Split {
+        train,
+        val: slab(&val)?,
+        held_out: source,
+        region: Some(region),
+        class_names,
+    })
 }
 
 pub fn run(args: &TrainArgs) -> Result<()> {
@@ -278,16 +295,14 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     }
 
     let loading = Instant::now();
-    let (train_sources, held_out, class_names) = load_sources(args.data.as_deref())?;
+    let split = load_split(args.data.as_deref(), spacing)?;
     let data = TrainData {
-        train: train_sources
-            .iter()
-            .map(|s| s.prepared(spacing))
-            .collect::<Result<_>>()?,
-        val: held_out.prepared(spacing)?,
+        train: split.train,
+        val: split.val,
         spacing,
-        class_names,
+        class_names: split.class_names,
     };
+    let (held_out, region) = (split.held_out, split.region);
     let classes = data.class_names.len() + 1;
     println!(
         "data: {} training volume(s) {:?}, held-out {:?} at {spacing:?} mm ({:.1} s)",
@@ -352,12 +367,21 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     progress.bar.finish_and_clear();
     println!("trained in {:.0} s", started.elapsed().as_secs_f64());
 
-    // The held-out result of the best checkpoint, on the held-out volume's own grid, exactly as
-    // `seg infer --tta` and `seg eval` compute it from the files written here.
+    // The held-out result of the best checkpoint on the held-out volume's own grid, computed as
+    // `seg infer --tta` and `seg eval` compute it (the commands are printed below).
     load_checkpoint(model.module_mut(), &progress.files.best(), true)?;
     let image = &held_out.image;
     let prediction = segment_volume(&model, &spec, &image.data, image.spacing(), 0.5, true)?;
-    let metrics = evaluate(&prediction, &held_out.labels, classes, image.spacing())?;
+    let counted = |t: &Tensor| match &region {
+        Some(r) => AxialSplit::slab(t, r),
+        None => Ok(t.clone()),
+    };
+    let metrics = evaluate(
+        &counted(&prediction)?,
+        &counted(&held_out.labels)?,
+        classes,
+        image.spacing(),
+    )?;
     let u8_header = |t: &Tensor| image.header.derive(t.shape(), NiftiType::U8);
     nifti::write(args.out.join("heldout_image.nii.gz"), &image.header, &image.data)?;
     nifti::write(
@@ -374,10 +398,24 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let dice: Vec<f64> = reports.iter().map(|r| r.val.mean_dice()).collect();
     learning_curve(&loss, &dice)?.save(args.out.join("learning_curve.png"))?;
     let names: Vec<&str> = data.class_names.iter().map(String::as_str).collect();
-    overlay(&image.data, &held_out.labels, Some(&prediction), &names)?.save(args.out.join("overlay.png"))?;
+    overlay(
+        &counted(&image.data)?,
+        &counted(&held_out.labels)?,
+        Some(&counted(&prediction)?),
+        &names,
+    )?
+    .save(args.out.join("overlay.png"))?;
     println!(
         "wrote {} (best and last checkpoints, log.jsonl, learning_curve.png, overlay.png, heldout_image, \
          heldout_labels and heldout_prediction .nii.gz)",
+        args.out.display()
+    );
+    let slices = region
+        .as_ref()
+        .map_or(String::new(), |r| format!(" --slices {}..{}", r.start, r.end));
+    println!(
+        "the same with: seg infer --checkpoint {0}/best.safetensors --input {0}/heldout_image.nii.gz --output \
+         {0}/p.nii.gz --tta && seg eval --prediction {0}/p.nii.gz --truth {0}/heldout_labels.nii.gz{slices}",
         args.out.display()
     );
     println!("held-out mean Dice ({}): {:.3}", names.join(", "), metrics.mean_dice());
