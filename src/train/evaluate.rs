@@ -4,7 +4,7 @@ use seg_losses::metrics::{dice, surface_metrics};
 use seg_models::{Blend, SlidingWindow};
 
 use super::Model;
-use crate::{DType, Error, Result, Tensor};
+use crate::{DType, Error, InterpolateMode, InterpolateOptions, Result, Tensor};
 
 /// Class logits `(1, classes, D, H, W)` of an image `(D, H, W)`: Gaussian-blended sliding windows
 /// of `patch` with `overlap`, optionally averaged with the prediction of the image flipped along
@@ -82,7 +82,8 @@ pub fn evaluate(prediction: &Tensor, truth: &Tensor, classes: usize, spacing: [f
 
 /// The label map of a whole image on its own grid, as `seg infer` makes it: nnU-Net's preparation
 /// (crop to the nonzero box, z-score, resample from `spacing` to the network's spacing), sliding
-/// windows, then the labels resized back (nearest) into the box and background outside.
+/// windows, then, as nnU-Net does, the class probabilities resampled (trilinear) back to the box's
+/// original size before the argmax, and background outside the box.
 pub fn segment_volume(
     model: &Model,
     spec: &super::ModelSpec,
@@ -92,6 +93,17 @@ pub fn segment_volume(
     flip_tta: bool,
 ) -> Result<Tensor> {
     let prepared = seg_data::pipeline::prepare(image, None, spacing, Some(spec.spacing))?;
-    let labels = crate::no_grad(|| labels_of(&predict_logits(model, &prepared.image, spec.patch, overlap, flip_tta)?))?;
-    prepared.restore_labels(&labels)
+    crate::no_grad(|| {
+        let probabilities = predict_logits(model, &prepared.image, spec.patch, overlap, flip_tta)?.softmax(1)?;
+        let box_shape: Vec<usize> = prepared.bbox.iter().map(|r| r.len()).collect();
+        let resampled = if probabilities.shape()[2..] == box_shape[..] {
+            probabilities
+        } else {
+            probabilities.interpolate(&InterpolateOptions {
+                align_corners: Some(false),
+                ..InterpolateOptions::size(&box_shape, InterpolateMode::Trilinear)
+            })?
+        };
+        seg_data::preprocess::uncrop(&labels_of(&resampled)?, &prepared.bbox, prepared.original_shape)
+    })
 }
