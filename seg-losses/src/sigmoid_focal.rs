@@ -149,8 +149,9 @@ mod tests {
             let fused = sigmoid_focal(&x, &t, gamma).unwrap();
             let composed = reference(&x, &t, gamma).unwrap();
             let (gf, gc) = (fused.backward_with(&g).unwrap(), composed.backward_with(&g).unwrap());
+            // The reference's softplus is PyTorch's, the identity above 20: off by up to e^-20 = 2.1e-9.
             let close = |a: &Tensor, b: &Tensor| {
-                a.to_vec_f64().iter().zip(b.to_vec_f64()).all(|(a, b)| (a - b).abs() <= 1e-9 * (1.0 + b.abs()))
+                a.to_vec_f64().iter().zip(b.to_vec_f64()).all(|(a, b)| (a - b).abs() <= 1e-8 * (1.0 + b.abs()))
             };
             prop_assert!(close(&fused, &composed));
             prop_assert!(close(gf.get(&x).unwrap(), gc.get(&x).unwrap()));
