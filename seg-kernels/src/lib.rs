@@ -6,6 +6,7 @@
 //! dtypes and autodiff.
 //!
 //! - [`cpu`]: SIMD and rayon kernels for the CPU.
-//! - CUDA launchers (NVRTC-compiled sources from `cuda/`) arrive with the CUDA backend.
+//! - [`cuda`]: the sources of `cuda/`, compiled at run time by NVRTC, and their launchers.
 
 pub mod cpu;
+pub mod cuda;

@@ -1,0 +1,50 @@
+//! What can go wrong on the way to a CUDA kernel.
+
+use std::fmt;
+
+/// A CUDA failure, with what a user needs to fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CudaError {
+    /// `libcuda` (the NVIDIA driver) could not be loaded.
+    NoDriver,
+    /// The driver is there but the ordinal names no device.
+    NoDevice { ordinal: usize, count: usize },
+    /// `libnvrtc` could not be loaded.
+    NoNvrtc,
+    /// NVRTC rejected a source, or warned about it.
+    Compile { source: String, arch: String, log: String },
+    /// A driver or cuBLAS call failed.
+    Call { what: String, message: String },
+}
+
+impl CudaError {
+    /// A failed driver or library call `what`.
+    pub fn call(what: &str, err: impl fmt::Debug) -> Self {
+        CudaError::Call {
+            what: what.to_string(),
+            message: format!("{err:?}"),
+        }
+    }
+}
+
+impl fmt::Display for CudaError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CudaError::NoDriver => write!(f, "no NVIDIA driver: libcuda could not be loaded"),
+            CudaError::NoDevice { ordinal, count } => {
+                write!(f, "no CUDA device {ordinal}: the driver sees {count} device(s)")
+            }
+            CudaError::NoNvrtc => write!(
+                f,
+                "libnvrtc could not be loaded: install the CUDA toolkit or `pip install nvidia-cuda-nvrtc-cu12` \
+                 and put its lib/ folder on LD_LIBRARY_PATH"
+            ),
+            CudaError::Compile { source, arch, log } => {
+                write!(f, "NVRTC could not compile {source} for {arch} cleanly:\n{log}")
+            }
+            CudaError::Call { what, message } => write!(f, "{what} failed: {message}"),
+        }
+    }
+}
+
+impl std::error::Error for CudaError {}

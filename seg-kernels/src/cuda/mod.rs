@@ -1,0 +1,15 @@
+//! CUDA launchers: the sources in the workspace's `cuda/` folder, compiled at run time by NVRTC for the
+//! device at hand (no CUDA toolkit at build time), and the functions that launch them.
+//!
+//! Nothing here panics when CUDA is missing: [`Gpu::new`] checks for the driver library, a device and
+//! libnvrtc first and returns a [`CudaError`] that says which one is absent.
+
+mod compile;
+mod error;
+mod gpu;
+mod sources;
+
+pub use compile::{compile, nvrtc_present, Compiled};
+pub use error::CudaError;
+pub use gpu::Gpu;
+pub use sources::{Source, SOURCES};
