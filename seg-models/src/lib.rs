@@ -10,6 +10,7 @@
 
 mod basic_unet;
 pub mod blocks;
+mod decoder;
 mod plain_unet;
 pub mod plan;
 pub mod res_blocks;

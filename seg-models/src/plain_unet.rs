@@ -12,6 +12,7 @@ use seg_nn::{visit_child, visit_child_aliases, visit_child_mut, Module};
 use seg_tensor::{ConvOptions, ConvTransposeOptions, Error, Result, Tensor};
 
 use crate::blocks::{BlockStyle, ConvNormAct, Naming};
+use crate::decoder::DecoderStages;
 
 /// `PlainConvUNet`'s constructor arguments.
 #[derive(Clone, Debug, PartialEq)]
@@ -245,17 +246,12 @@ impl PlainConvUNet {
             skips.push(y.clone());
         }
         skips.pop();
-        let mut outputs = Vec::new();
-        let last = self.decoder.len() - 1;
-        for (s, (up, stage)) in self.transpconvs.iter().zip(&self.decoder).enumerate() {
-            let skip = skips.pop().expect("one skip per decoder stage");
-            y = stage.forward(&Tensor::cat(&[&up.forward(&y)?, &skip], 1)?)?;
-            if c.deep_supervision || s == last {
-                outputs.push(self.seg_layers[s].forward(&y)?);
-            }
+        DecoderStages {
+            up: |s: usize, y: &Tensor| self.transpconvs[s].forward(y),
+            stage: |s: usize, y: &Tensor| self.decoder[s].forward(y),
+            head: |s: usize, y: &Tensor| self.seg_layers[s].forward(y),
         }
-        outputs.reverse();
-        Ok(outputs)
+        .run(y, skips, c.deep_supervision)
     }
 }
 

@@ -37,6 +37,7 @@ use seg_nn::{visit_child, visit_child_aliases, visit_child_mut, Module};
 use seg_tensor::{ConvOptions, Error, InterpolateMode, InterpolateOptions, Result, Tensor};
 
 use crate::blocks::{BlockStyle, Naming};
+use crate::decoder::DecoderStages;
 use crate::res_blocks::ResStage;
 use crate::PlainUNetConfig;
 
@@ -240,17 +241,12 @@ impl UMamba {
         if let MambaLayers::Bottleneck(layer) = &self.mamba {
             y = layer.forward(&y)?;
         }
-        let mut outputs = Vec::new();
-        let last = self.decoder.len() - 1;
-        for (s, (up, stage)) in self.upsample.iter().zip(&self.decoder).enumerate() {
-            let skip = skips.pop().expect("one skip per decoder stage");
-            y = stage.forward(&Tensor::cat(&[&up.forward(&y)?, &skip], 1)?)?;
-            if c.deep_supervision || s == last {
-                outputs.push(self.seg_layers[s].forward(&y)?);
-            }
+        DecoderStages {
+            up: |s: usize, y: &Tensor| self.upsample[s].forward(y),
+            stage: |s: usize, y: &Tensor| self.decoder[s].forward(y),
+            head: |s: usize, y: &Tensor| self.seg_layers[s].forward(y),
         }
-        outputs.reverse();
-        Ok(outputs)
+        .run(y, skips, c.deep_supervision)
     }
 
     /// The encoder's stages with their names: `encoder.stem`, `encoder.stages.{s}`.
