@@ -1,5 +1,5 @@
-//! Point sampling of a `(D, H, W)` buffer at fractional voxel coordinates: trilinear for images,
-//! nearest for label maps.
+//! Point sampling of a `(D, H, W)` buffer at fractional voxel coordinates: trilinear for images, the
+//! trilinear majority or the nearest voxel for label maps.
 
 /// Trilinear interpolation of `data` (shape `dims`) at `p = (z, y, x)`:
 /// `sum over the 8 corners c of prod_a (1 - |p_a - c_a|) * data[c]`, a corner outside the volume
@@ -23,10 +23,36 @@ pub(crate) fn trilinear(data: &[f32], dims: [usize; 3], p: [f64; 3]) -> f32 {
 
 /// [`trilinear`] for any point, corner by corner.
 pub(crate) fn trilinear_reference(data: &[f32], dims: [usize; 3], p: [f64; 3]) -> f32 {
+    let mut sum = 0.0;
+    for_each_corner(dims, p, |index, weight| sum += weight * data[index] as f64);
+    sum as f32
+}
+
+/// The label whose indicator `data == l`, interpolated trilinearly, is largest at `p` (ties go to the
+/// smaller label; corners outside the volume count for no label, and a point with none inside gets 0).
+/// Resizing label maps this way is nnU-Net's one-hot linear resampling: boundaries move to where the
+/// classes' shares cross rather than to the nearest voxel's.
+pub(crate) fn label_majority(data: &[u8], dims: [usize; 3], p: [f64; 3]) -> u8 {
+    let mut shares: Vec<(u8, f64)> = Vec::with_capacity(8);
+    for_each_corner(dims, p, |index, weight| match shares.iter_mut().find(|(l, _)| *l == data[index]) {
+        Some((_, share)) => *share += weight,
+        None => shares.push((data[index], weight)),
+    });
+    shares
+        .into_iter()
+        .fold(None, |best: Option<(u8, f64)>, (l, w)| match best {
+            Some((bl, bw)) if bw > w || (bw == w && bl < l) => Some((bl, bw)),
+            _ => Some((l, w)),
+        })
+        .map_or(0, |(l, _)| l)
+}
+
+/// Calls `f(index, weight)` for each of the 8 trilinear corners of `p` inside the volume with a nonzero
+/// weight `prod_a (1 - |p_a - c_a|)`.
+fn for_each_corner(dims: [usize; 3], p: [f64; 3], mut f: impl FnMut(usize, f64)) {
     let floor = p.map(f64::floor);
     let base: [isize; 3] = std::array::from_fn(|a| floor[a] as isize);
     let frac: [f64; 3] = std::array::from_fn(|a| p[a] - floor[a]);
-    let mut sum = 0.0;
     for corner in 0..8 {
         let mut weight = 1.0;
         let mut index = 0usize;
@@ -39,10 +65,9 @@ pub(crate) fn trilinear_reference(data: &[f32], dims: [usize; 3], p: [f64; 3]) -
             index = index * dims[a] + i.max(0) as usize;
         }
         if inside && weight != 0.0 {
-            sum += weight * data[index] as f64;
+            f(index, weight);
         }
     }
-    sum as f32
 }
 
 /// The value of `data` at the voxel nearest to `p = (z, y, x)` (halves round up), `fill` outside.
@@ -73,6 +98,22 @@ mod tests {
             let data: Vec<f32> = (0..dims.iter().product::<usize>()).map(|i| ((i * 37) % 11) as f32 - 5.0).collect();
             let (fast, slow) = (trilinear(&data, dims, p), trilinear_reference(&data, dims, p));
             prop_assert!((fast - slow).abs() < 1e-4, "{} vs {}", fast, slow);
+        }
+
+        #[test]
+        fn the_label_majority_is_the_argmax_of_interpolated_indicators(
+            dims in prop::array::uniform3(1usize..5),
+            p in prop::array::uniform3(-0.5f64..4.5),
+            seed in 0usize..1000,
+        ) {
+            let labels: Vec<u8> = (0..dims.iter().product::<usize>()).map(|i| ((i * 7 + seed) % 3) as u8).collect();
+            let share = |l: u8| {
+                let indicator: Vec<f32> = labels.iter().map(|&v| f32::from(v == l)).collect();
+                trilinear_reference(&indicator, dims, p)
+            };
+            let shares = [share(0), share(1), share(2)];
+            let winner = label_majority(&labels, dims, p);
+            prop_assert!(shares.iter().all(|&s| s <= shares[winner as usize] + 1e-6), "{:?} {}", shares, winner);
         }
     }
 

@@ -5,7 +5,7 @@ use std::ops::Range;
 
 use seg_tensor::{Error, Result, Tensor};
 
-use crate::interp::{nearest, trilinear};
+use crate::interp::{label_majority, trilinear};
 use crate::nifti::Affine;
 use crate::volume::{dims3, image_values, label_values, same_dims};
 
@@ -132,8 +132,7 @@ pub fn resample_image(image: &Tensor, from: [f64; 3], to: [f64; 3]) -> Result<Te
     resize_image(image, resampled_shape(dims3(image, "resample_image")?, from, to)?)
 }
 
-/// Resamples a u8 label map of spacing `from` to spacing `to`, nearest neighbour: [`resize_labels`] to
-/// [`resampled_shape`].
+/// Resamples a u8 label map of spacing `from` to spacing `to`: [`resize_labels`] to [`resampled_shape`].
 pub fn resample_labels(labels: &Tensor, from: [f64; 3], to: [f64; 3]) -> Result<Tensor> {
     resize_labels(labels, resampled_shape(dims3(labels, "resample_labels")?, from, to)?)
 }
@@ -145,11 +144,12 @@ pub fn resize_image(image: &Tensor, shape: [usize; 3]) -> Result<Tensor> {
     resize(dims, shape, |p| trilinear(&v, dims, p))
 }
 
-/// A u8 label map resized to `shape`, nearest neighbour: PyTorch's `mode="nearest-exact"`, source voxel
-/// `floor((o + 1/2) n / m)`.
+/// A u8 label map resized to `shape` as nnU-Net resizes segmentations: each label's indicator
+/// interpolated trilinearly at the voxel centres of [`resize_image`], the largest share winning (ties to
+/// the smaller label). On the same shape it is the identity.
 pub fn resize_labels(labels: &Tensor, shape: [usize; 3]) -> Result<Tensor> {
     let (v, dims) = label_values(labels, "resize_labels")?;
-    resize(dims, shape, |p| nearest(&v, dims, p, 0))
+    resize(dims, shape, |p| label_majority(&v, dims, p))
 }
 
 /// Samples an output grid of shape `out` at [`source_coords`] with `sample`.
@@ -278,7 +278,10 @@ mod tests {
         let labels = Tensor::from_vec((0..24).map(|i| (i % 4) as u8).collect::<Vec<_>>(), &dims).unwrap();
         let coarse = resample_labels(&labels, [1.0; 3], [1.0, 1.0, 2.0]).unwrap();
         assert_eq!(coarse.shape(), &[2, 3, 2]);
-        assert_eq!(coarse.to_vec::<u8>().unwrap()[..2], [1, 3]);
+        // Rows 0 1 2 3 sampled at x = 0.5 and 2.5: even shares, the smaller label wins.
+        assert_eq!(coarse.to_vec::<u8>().unwrap()[..2], [0, 2]);
+        let same = resize_labels(&labels, [2, 3, 4]).unwrap();
+        assert_eq!(same.to_vec::<u8>().unwrap(), labels.to_vec::<u8>().unwrap());
         assert!(resample_image(&vol(vec![0.0; 24], dims), [1.0; 3], [0.0, 1.0, 1.0]).is_err());
         assert!(resize_labels(&labels, [0, 1, 1]).is_err());
         assert!(resize_image(&Tensor::zeros(&[0, 2, 2], seg_tensor::DType::F32), [1, 1, 1]).is_err());
