@@ -5,11 +5,14 @@
 //! libnvrtc first and returns a [`CudaError`] that says which one is absent.
 
 mod compile;
+pub mod conv;
 mod error;
 mod gpu;
+mod launch;
 mod sources;
 
 pub use compile::{compile, nvrtc_present, Compiled};
 pub use error::CudaError;
 pub use gpu::Gpu;
-pub use sources::{Source, SOURCES};
+pub use launch::CudaFloat;
+pub use sources::{Source, CONV, SOURCES};

@@ -28,4 +28,5 @@ macro_rules! sources {
 
 sources! {
     ELEMENTWISE = "elementwise.cu",
+    CONV = "conv.cu",
 }

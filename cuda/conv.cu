@@ -1,0 +1,275 @@
+// Convolution over 1 to 3 spatial axes (NCDHW, lower ranks as size-1 axes) as implicit GEMM: the
+// semantics of seg-kernels/src/cpu/conv.rs. With G groups, Cg = Cin / G, Og = Cout / G, K = kernel
+// volume and src(p, k) = p * stride - padding + k * dilation (per axis; outside the input reads 0):
+//
+//   forward:          y[n, gOg + o, p]    = b[o] + sum_{c, k} w[gOg + o, c, k] x[n, gCg + c, src(p, k)]
+//   backward data:    dx[n, gCg + c, i]   = sum_{o, k, p : src(p, k) = i} w[gOg + o, c, k] dy[n, gOg + o, p]
+//   backward weight:  dw[gOg + o, c, k]   = sum_{n, p} dy[n, gOg + o, p] x[n, gCg + c, src(p, k)]
+//
+// Each is one matrix product C (M x N) = A (M x Kr) B (Kr x N) whose operands are gathered on the fly
+// (never materialised), computed by gemm_tile: a BM x BN tile of C per block, the reduction in
+// steps of BK through shared memory, a 4 x 4 register block per thread, f32 accumulation whatever
+// the storage type T (f32, f16, bf16).
+//
+//   forward:          M = output positions p, N = Og (o), Kr = Cg K (c, k); one z-slice per (n, g)
+//   backward data:    M = input positions i,  N = Cg (c), Kr = Og K (o, k); one z-slice per (n, g);
+//                     the gather: p = (i + padding - k dilation) / stride where that divides exactly
+//   backward weight:  M = Og (o), N = Cg K (c, k), Kr = batch P (n, p); one z-slice per (g, split):
+//                     each split sums a range of Kr into its own f32 partial, summed in split order
+//                     by conv_sum_splits (deterministic, no atomics)
+
+#define BM 64
+#define BN 64
+#define BK 16
+#define GEMM_THREADS 256
+
+// The geometry, as the launcher passes it (seg-kernels/src/cuda/conv.rs, `Params`).
+struct ConvParams {
+    int batch, cin, cout, groups;
+    int in[3], out[3], kernel[3], stride[3], padding[3], dilation[3];
+    int splits;  // backward weight: the number of reduction splits
+};
+
+__device__ __forceinline__ int volume(const int d[3]) { return d[0] * d[1] * d[2]; }
+
+// Coordinates of flat index f in a box of sizes d.
+__device__ __forceinline__ void unflatten(int f, const int d[3], int c[3]) {
+    c[2] = f % d[2];
+    f /= d[2];
+    c[1] = f % d[1];
+    c[0] = f / d[1];
+}
+
+// The flat input position that output position p reads through kernel offset k, or -1 in the padding.
+__device__ __forceinline__ int conv_source(ConvParams g, int p, int k) {
+    int pc[3], kc[3];
+    unflatten(p, g.out, pc);
+    unflatten(k, g.kernel, kc);
+    int flat = 0;
+    for (int a = 0; a < 3; ++a) {
+        int i = pc[a] * g.stride[a] - g.padding[a] + kc[a] * g.dilation[a];
+        if (i < 0 || i >= g.in[a]) return -1;
+        flat = flat * g.in[a] + i;
+    }
+    return flat;
+}
+
+// The flat output position that reads input position i through kernel offset k, or -1 if none.
+__device__ __forceinline__ int conv_target(ConvParams g, int i, int k) {
+    int ic[3], kc[3];
+    unflatten(i, g.in, ic);
+    unflatten(k, g.kernel, kc);
+    int flat = 0;
+    for (int a = 0; a < 3; ++a) {
+        int t = ic[a] + g.padding[a] - kc[a] * g.dilation[a];
+        if (t < 0 || t % g.stride[a] != 0) return -1;
+        t /= g.stride[a];
+        if (t >= g.out[a]) return -1;
+        flat = flat * g.out[a] + t;
+    }
+    return flat;
+}
+
+// C[m0.., n0..] (a BM x BN tile, clipped to M x N) = sum over r in [r_begin, r_end) of A(m, r) B(r, n),
+// then P::store(m, n, value). P supplies a(m, r), b(r, n) (as f32) and store; A_M_FAST / B_R_FAST say
+// along which index its A and B are contiguous, so that consecutive threads load consecutive
+// addresses. Thread t owns rows m0 + t % 16 + 16 i and columns n0 + t / 16 + 16 j (i, j < 4).
+template <class P>
+__device__ void gemm_tile(const P& prob, int M, int N, int r_begin, int r_end, int m0, int n0) {
+    __shared__ float As[BK][BM + 1];
+    __shared__ float Bs[BK][BN + 1];
+    const int tid = threadIdx.x, tm = tid % 16, tn = tid / 16;
+    float acc[4][4];
+    for (int i = 0; i < 4; ++i)
+        for (int j = 0; j < 4; ++j) acc[i][j] = 0.f;
+    for (int r0 = r_begin; r0 < r_end; r0 += BK) {
+        for (int e = tid; e < BM * BK; e += GEMM_THREADS) {
+            const int mi = P::A_M_FAST ? e % BM : e / BK, ri = P::A_M_FAST ? e / BM : e % BK;
+            const int m = m0 + mi, r = r0 + ri;
+            As[ri][mi] = (m < M && r < r_end) ? prob.a(m, r) : 0.f;
+        }
+        for (int e = tid; e < BN * BK; e += GEMM_THREADS) {
+            const int ni = P::B_R_FAST ? e / BK : e % BN, ri = P::B_R_FAST ? e % BK : e / BN;
+            const int n = n0 + ni, r = r0 + ri;
+            Bs[ri][ni] = (n < N && r < r_end) ? prob.b(r, n) : 0.f;
+        }
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < BK; ++kk) {
+            float a[4], b[4];
+#pragma unroll
+            for (int i = 0; i < 4; ++i) a[i] = As[kk][tm + 16 * i];
+#pragma unroll
+            for (int j = 0; j < 4; ++j) b[j] = Bs[kk][tn + 16 * j];
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+#pragma unroll
+                for (int j = 0; j < 4; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int i = 0; i < 4; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const int m = m0 + tm + 16 * i, n = n0 + tn + 16 * j;
+            if (m < M && n < N) prob.store(m, n, acc[i][j]);
+        }
+}
+
+// Forward of sample n, group gi: A(p, (c, k)) = x[n, gCg + c, src(p, k)], B((c, k), o) = w[gOg + o, c, k].
+template <typename T>
+struct ForwardProblem {
+    static constexpr bool A_M_FAST = true, B_R_FAST = true;
+    ConvParams g;
+    const T* x;  // sample n, channel gCg
+    const T* w;  // output channel gOg
+    const T* bias;  // output channel gOg, or null
+    T* y;  // sample n, channel gOg
+    int kvol, in_len, out_len, patch;
+    __device__ float a(int p, int r) const {
+        const int s = conv_source(g, p, r % kvol);
+        return s < 0 ? 0.f : to_f32(x[(i64)(r / kvol) * in_len + s]);
+    }
+    __device__ float b(int r, int o) const { return to_f32(w[(i64)o * patch + r]); }
+    __device__ void store(int p, int o, float v) const {
+        y[(i64)o * out_len + p] = from_f32<T>(bias ? v + to_f32(bias[o]) : v);
+    }
+};
+
+// Backward data of sample n, group gi: A(i, (o, k)) = dy[n, gOg + o, p] where src(p, k) = i (else 0),
+// B((o, k), c) = w[gOg + o, c, k].
+template <typename T>
+struct BackwardDataProblem {
+    static constexpr bool A_M_FAST = true, B_R_FAST = true;
+    ConvParams g;
+    const T* dy;  // sample n, channel gOg
+    const T* w;  // output channel gOg
+    T* dx;  // sample n, channel gCg
+    int kvol, in_len, out_len, cg;
+    __device__ float a(int i, int r) const {
+        const int p = conv_target(g, i, r % kvol);
+        return p < 0 ? 0.f : to_f32(dy[(i64)(r / kvol) * out_len + p]);
+    }
+    __device__ float b(int r, int c) const {
+        return to_f32(w[((i64)(r / kvol) * cg + c) * kvol + r % kvol]);
+    }
+    __device__ void store(int i, int c, float v) const { dx[(i64)c * in_len + i] = from_f32<T>(v); }
+};
+
+// Backward weight of group gi: A(o, (n, p)) = dy[n, gOg + o, p], B((n, p), (c, k)) = x[n, gCg + c,
+// src(p, k)]; the result goes to this split's f32 partial of dw.
+template <typename T>
+struct BackwardWeightProblem {
+    static constexpr bool A_M_FAST = false, B_R_FAST = true;
+    ConvParams g;
+    const T* x;  // channel gCg of sample 0
+    const T* dy;  // channel gOg of sample 0
+    float* part;  // output channel gOg of this split's partial
+    int kvol, in_len, out_len, patch;
+    __device__ float a(int o, int r) const {
+        const int n = r / out_len, p = r % out_len;
+        return to_f32(dy[((i64)n * g.cout + o) * out_len + p]);
+    }
+    __device__ float b(int r, int col) const {
+        const int n = r / out_len, p = r % out_len;
+        const int s = conv_source(g, p, col % kvol);
+        return s < 0 ? 0.f : to_f32(x[((i64)n * g.cin + col / kvol) * in_len + s]);
+    }
+    __device__ void store(int o, int col, float v) const { part[(i64)o * patch + col] = v; }
+};
+
+template <typename T>
+__device__ void conv_forward(ConvParams g, const T* x, const T* w, const T* bias, T* y) {
+    const int n = blockIdx.z / g.groups, gi = blockIdx.z % g.groups;
+    const int cg = g.cin / g.groups, og = g.cout / g.groups, kvol = volume(g.kernel);
+    const int in_len = volume(g.in), out_len = volume(g.out);
+    ForwardProblem<T> prob{g,
+                           x + ((i64)n * g.cin + (i64)gi * cg) * in_len,
+                           w + (i64)gi * og * cg * kvol,
+                           bias ? bias + (i64)gi * og : nullptr,
+                           y + ((i64)n * g.cout + (i64)gi * og) * out_len,
+                           kvol,
+                           in_len,
+                           out_len,
+                           cg * kvol};
+    gemm_tile(prob, out_len, og, 0, cg * kvol, blockIdx.x * BM, blockIdx.y * BN);
+}
+
+template <typename T>
+__device__ void conv_backward_data(ConvParams g, const T* dy, const T* w, T* dx) {
+    const int n = blockIdx.z / g.groups, gi = blockIdx.z % g.groups;
+    const int cg = g.cin / g.groups, og = g.cout / g.groups, kvol = volume(g.kernel);
+    const int in_len = volume(g.in), out_len = volume(g.out);
+    BackwardDataProblem<T> prob{g,
+                                dy + ((i64)n * g.cout + (i64)gi * og) * out_len,
+                                w + (i64)gi * og * cg * kvol,
+                                dx + ((i64)n * g.cin + (i64)gi * cg) * in_len,
+                                kvol,
+                                in_len,
+                                out_len,
+                                cg};
+    gemm_tile(prob, in_len, cg, 0, og * kvol, blockIdx.x * BM, blockIdx.y * BN);
+}
+
+// `part` holds `splits` partials of dw (each Cout Cg K values, f32).
+template <typename T>
+__device__ void conv_backward_weight(ConvParams g, const T* x, const T* dy, float* part) {
+    const int gi = blockIdx.z / g.splits, split = blockIdx.z % g.splits;
+    const int cg = g.cin / g.groups, og = g.cout / g.groups, kvol = volume(g.kernel);
+    const int in_len = volume(g.in), out_len = volume(g.out);
+    const int total = g.batch * out_len;
+    // Each split takes a whole number of BK steps.
+    const int step = (total + g.splits - 1) / g.splits;
+    const int per_split = (step + BK - 1) / BK * BK;
+    const int r_begin = min(total, split * per_split), r_end = min(total, r_begin + per_split);
+    const i64 w_len = (i64)g.cout * cg * kvol;
+    BackwardWeightProblem<T> prob{g,
+                                  x + (i64)gi * cg * in_len,
+                                  dy + (i64)gi * og * out_len,
+                                  part + split * w_len + (i64)gi * og * cg * kvol,
+                                  kvol,
+                                  in_len,
+                                  out_len,
+                                  cg * kvol};
+    gemm_tile(prob, og, cg * kvol, r_begin, r_end, blockIdx.x * BM, blockIdx.y * BN);
+}
+
+// dw[i] = sum_s part[s, i], the splits summed in order.
+template <typename T>
+__device__ void conv_sum_splits(const float* part, int splits, T* dw, i64 len) {
+    GRID_STRIDE_LOOP(i, len) {
+        float s = 0.f;
+        for (int k = 0; k < splits; ++k) s += part[k * len + i];
+        dw[i] = from_f32<T>(s);
+    }
+}
+
+// y[(n, c), p] += bias[c] over a (N, C, plane) buffer: the bias of a transposed convolution, whose
+// forward is the backward data above.
+template <typename T>
+__device__ void add_channel_bias(T* y, const T* bias, int channels, i64 plane, i64 len) {
+    GRID_STRIDE_LOOP(i, len) { y[i] = from_f32<T>(to_f32(y[i]) + to_f32(bias[(i / plane) % channels])); }
+}
+
+#define CONV_KERNELS(T, S)                                                                                    \
+    extern "C" __global__ void __launch_bounds__(GEMM_THREADS)                                                \
+        conv_forward_##S(ConvParams g, const T* x, const T* w, const T* bias, T* y) {                         \
+        conv_forward<T>(g, x, w, bias, y);                                                                    \
+    }                                                                                                         \
+    extern "C" __global__ void __launch_bounds__(GEMM_THREADS)                                                \
+        conv_backward_data_##S(ConvParams g, const T* dy, const T* w, T* dx) {                                \
+        conv_backward_data<T>(g, dy, w, dx);                                                                  \
+    }                                                                                                         \
+    extern "C" __global__ void __launch_bounds__(GEMM_THREADS)                                                \
+        conv_backward_weight_##S(ConvParams g, const T* x, const T* dy, float* part) {                        \
+        conv_backward_weight<T>(g, x, dy, part);                                                              \
+    }                                                                                                         \
+    extern "C" __global__ void conv_sum_splits_##S(const float* part, int splits, T* dw, i64 len) {           \
+        conv_sum_splits<T>(part, splits, dw, len);                                                            \
+    }                                                                                                         \
+    extern "C" __global__ void add_channel_bias_##S(T* y, const T* bias, int channels, i64 plane, i64 len) { \
+        add_channel_bias<T>(y, bias, channels, plane, len);                                                   \
+    }
+
+FOR_EACH_FLOAT(CONV_KERNELS)
