@@ -9,10 +9,12 @@ pub mod conv;
 mod error;
 mod gpu;
 mod launch;
+pub mod selective_scan;
 mod sources;
+pub mod window_attention;
 
 pub use compile::{compile, nvrtc_present, Compiled};
 pub use error::CudaError;
 pub use gpu::Gpu;
 pub use launch::CudaFloat;
-pub use sources::{Source, CONV, SOURCES};
+pub use sources::{Source, CONV, SELECTIVE_SCAN, SOURCES, WINDOW_ATTENTION};
