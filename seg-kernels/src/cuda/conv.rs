@@ -84,6 +84,71 @@ fn gemm_grid(op: &str, rows: usize, cols: usize, slices: usize) -> Result<Launch
     })
 }
 
+/// Checks the forward's arguments (buffer lengths given); its parameters and grid.
+fn plan_forward(
+    g: &ConvGeometry,
+    x: usize,
+    w: usize,
+    bias: Option<usize>,
+    y: usize,
+) -> Result<(Params, LaunchConfig), CudaError> {
+    const OP: &str = "conv_forward (CUDA)";
+    let p = params(OP, g)?;
+    check_len(OP, "x", x, g.x_len())?;
+    check_len(OP, "w", w, g.w_len())?;
+    check_len(OP, "y", y, g.y_len())?;
+    if let Some(b) = bias {
+        check_len(OP, "bias", b, g.out_channels)?;
+    }
+    let out_len: usize = g.output().iter().product();
+    Ok((p, gemm_grid(OP, out_len, g.out_channels / g.groups, g.batch * g.groups)?))
+}
+
+/// Checks the backward data's arguments; its parameters and grid.
+fn plan_backward_data(g: &ConvGeometry, dy: usize, w: usize, dx: usize) -> Result<(Params, LaunchConfig), CudaError> {
+    const OP: &str = "conv_backward_data (CUDA)";
+    let p = params(OP, g)?;
+    check_len(OP, "dy", dy, g.y_len())?;
+    check_len(OP, "w", w, g.w_len())?;
+    check_len(OP, "dx", dx, g.x_len())?;
+    let in_len: usize = g.input.iter().product();
+    Ok((p, gemm_grid(OP, in_len, g.in_channels / g.groups, g.batch * g.groups)?))
+}
+
+/// Checks the backward weight's arguments; its parameters (with the reduction's splits: enough for
+/// [`TARGET_BLOCKS`], each at least [`MIN_SPLIT`] long) and grid.
+fn plan_backward_weight(g: &ConvGeometry, x: usize, dy: usize, dw: usize) -> Result<(Params, LaunchConfig), CudaError> {
+    const OP: &str = "conv_backward_weight (CUDA)";
+    let mut p = params(OP, g)?;
+    check_len(OP, "x", x, g.x_len())?;
+    check_len(OP, "dy", dy, g.y_len())?;
+    check_len(OP, "dw", dw, g.w_len())?;
+    let (og, kvol) = (g.out_channels / g.groups, g.kernel.iter().product::<usize>());
+    let cols = g.in_channels / g.groups * kvol;
+    let reduction = g.batch * g.output().iter().product::<usize>();
+    let tiles = og.div_ceil(BM) * cols.div_ceil(BN) * g.groups;
+    let splits = TARGET_BLOCKS
+        .div_ceil(tiles.max(1))
+        .min(reduction.div_ceil(MIN_SPLIT))
+        .min(65535 / g.groups.max(1))
+        .max(1);
+    p.splits = splits as i32;
+    Ok((p, gemm_grid(OP, og, cols, g.groups * splits)?))
+}
+
+/// Checks the channel bias's arguments; `(channels, plane, len)` as the kernel takes them.
+fn plan_bias(y: usize, bias: usize, plane_len: usize) -> Result<(i32, i64, i64), CudaError> {
+    const OP: &str = "add_channel_bias (CUDA)";
+    let per_sample = bias * plane_len;
+    if per_sample == 0 || !y.is_multiple_of(per_sample) {
+        return Err(CudaError::argument(
+            OP,
+            format!("y holds {y} values, expected a multiple of {bias} channels x {plane_len} positions"),
+        ));
+    }
+    Ok((to_i32(OP, "channels", bias)?, plane_len as i64, y as i64))
+}
+
 /// `y = conv(x, w) + bias` (see [`crate::cpu::conv`]); `y` is overwritten.
 pub fn conv_forward<T: CudaFloat>(
     gpu: &Gpu,
@@ -93,16 +158,7 @@ pub fn conv_forward<T: CudaFloat>(
     bias: Option<&CudaView<T>>,
     y: &mut CudaViewMut<T>,
 ) -> Result<(), CudaError> {
-    const OP: &str = "conv_forward (CUDA)";
-    let p = params(OP, g)?;
-    check_len(OP, "x", x.len(), g.x_len())?;
-    check_len(OP, "w", w.len(), g.w_len())?;
-    check_len(OP, "y", y.len(), g.y_len())?;
-    if let Some(b) = bias {
-        check_len(OP, "bias", b.len(), g.out_channels)?;
-    }
-    let out_len: usize = g.output().iter().product();
-    let cfg = gemm_grid(OP, out_len, g.out_channels / g.groups, g.batch * g.groups)?;
+    let (p, cfg) = plan_forward(g, x.len(), w.len(), bias.map(|b| b.len()), y.len())?;
     if g.y_len() == 0 {
         return Ok(());
     }
@@ -128,13 +184,7 @@ pub fn conv_backward_data<T: CudaFloat>(
     w: &CudaView<T>,
     dx: &mut CudaViewMut<T>,
 ) -> Result<(), CudaError> {
-    const OP: &str = "conv_backward_data (CUDA)";
-    let p = params(OP, g)?;
-    check_len(OP, "dy", dy.len(), g.y_len())?;
-    check_len(OP, "w", w.len(), g.w_len())?;
-    check_len(OP, "dx", dx.len(), g.x_len())?;
-    let in_len: usize = g.input.iter().product();
-    let cfg = gemm_grid(OP, in_len, g.in_channels / g.groups, g.batch * g.groups)?;
+    let (p, cfg) = plan_backward_data(g, dy.len(), w.len(), dx.len())?;
     if g.x_len() == 0 {
         return Ok(());
     }
@@ -155,25 +205,11 @@ pub fn conv_backward_weight<T: CudaFloat>(
     dy: &CudaView<T>,
     dw: &mut CudaViewMut<T>,
 ) -> Result<(), CudaError> {
-    const OP: &str = "conv_backward_weight (CUDA)";
-    let mut p = params(OP, g)?;
-    check_len(OP, "x", x.len(), g.x_len())?;
-    check_len(OP, "dy", dy.len(), g.y_len())?;
-    check_len(OP, "dw", dw.len(), g.w_len())?;
-    let (og, kvol) = (g.out_channels / g.groups, g.kernel.iter().product::<usize>());
-    let cols = g.in_channels / g.groups * kvol;
-    let reduction = g.batch * g.output().iter().product::<usize>();
-    let tiles = og.div_ceil(BM) * cols.div_ceil(BN) * g.groups;
-    let splits = TARGET_BLOCKS
-        .div_ceil(tiles.max(1))
-        .min(reduction.div_ceil(MIN_SPLIT))
-        .min(65535 / g.groups.max(1))
-        .max(1);
-    p.splits = splits as i32;
-    let cfg = gemm_grid(OP, og, cols, g.groups * splits)?;
+    let (p, cfg) = plan_backward_weight(g, x.len(), dy.len(), dw.len())?;
     if g.w_len() == 0 {
         return Ok(());
     }
+    let splits = p.splits as usize;
     let mut partials = gpu
         .stream()
         .alloc_zeros::<f32>(splits * g.w_len())
@@ -185,7 +221,7 @@ pub fn conv_backward_weight<T: CudaFloat>(
     // `splits` weights, the other sizes were checked above.
     unsafe { launch("conv_backward_weight", &mut args, cfg) }?;
     let sum = typed_function::<T>(gpu, &CONV, "conv_sum_splits")?;
-    let (splits, len) = (splits as i32, g.w_len() as i64);
+    let (splits, len) = (p.splits, g.w_len() as i64);
     let mut args = gpu.stream().launch_builder(&sum);
     args.arg(&partials).arg(&splits).arg(dw).arg(&len);
     // SAFETY: (partials, splits, dw, len) as conv_sum_splits_<T> takes them; partials holds
@@ -201,23 +237,128 @@ pub fn add_channel_bias<T: CudaFloat>(
     bias: &CudaView<T>,
     plane_len: usize,
 ) -> Result<(), CudaError> {
-    const OP: &str = "add_channel_bias (CUDA)";
-    let per_sample = bias.len() * plane_len;
-    if per_sample == 0 || !y.len().is_multiple_of(per_sample) {
-        return Err(CudaError::argument(
-            OP,
-            format!(
-                "y holds {} values, expected a positive multiple of {} channels x {plane_len} positions",
-                y.len(),
-                bias.len()
-            ),
-        ));
-    }
-    let (channels, plane, len) = (to_i32(OP, "channels", bias.len())?, plane_len as i64, y.len() as i64);
+    let y_len = y.len();
+    let (channels, plane, len) = plan_bias(y_len, bias.len(), plane_len)?;
     let f = typed_function::<T>(gpu, &CONV, "add_channel_bias")?;
     let mut args = gpu.stream().launch_builder(&f);
     args.arg(y).arg(bias).arg(&channels).arg(&plane).arg(&len);
     // SAFETY: (y, bias, channels, plane, len) as add_channel_bias_<T> takes them; y holds len values
     // and bias `channels`.
-    unsafe { launch("add_channel_bias", &mut args, grid_stride(len as usize)) }
+    unsafe { launch("add_channel_bias", &mut args, grid_stride(y_len)) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn geometry() -> ConvGeometry {
+        ConvGeometry {
+            batch: 2,
+            in_channels: 4,
+            out_channels: 6,
+            groups: 2,
+            input: [5, 6, 7],
+            kernel: [3, 3, 3],
+            stride: [2, 1, 1],
+            padding: [1, 1, 0],
+            dilation: [1, 1, 2],
+        }
+    }
+
+    fn message(err: CudaError) -> String {
+        match err {
+            CudaError::Argument { message, .. } => message,
+            other => panic!("expected an argument error, found {other:?}"),
+        }
+    }
+
+    #[test]
+    fn good_arguments_plan_a_grid() {
+        let g = geometry();
+        let (p, cfg) = plan_forward(&g, g.x_len(), g.w_len(), Some(6), g.y_len()).unwrap();
+        assert_eq!((p.output, p.groups), ([3, 6, 3], 2));
+        assert_eq!(cfg.grid_dim, (1, 1, 4));
+        let (_, cfg) = plan_backward_data(&g, g.y_len(), g.w_len(), g.x_len()).unwrap();
+        assert_eq!(cfg.grid_dim, ((5 * 6 * 7usize).div_ceil(BM) as u32, 1, 4));
+        let (p, cfg) = plan_backward_weight(&g, g.x_len(), g.y_len(), g.w_len()).unwrap();
+        // 2 * 54 = 108 reduction steps: one split of at least MIN_SPLIT.
+        assert_eq!((p.splits, cfg.grid_dim), (1, (1, 1, 2)));
+        assert_eq!(plan_bias(2 * 6 * 54, 6, 54).unwrap(), (6, 54, 648));
+    }
+
+    #[test]
+    fn backward_weight_splits_long_reductions() {
+        let g = ConvGeometry {
+            batch: 2,
+            in_channels: 8,
+            out_channels: 8,
+            groups: 1,
+            input: [32, 32, 32],
+            kernel: [3, 3, 3],
+            stride: [1; 3],
+            padding: [1; 3],
+            dilation: [1; 3],
+        };
+        let (p, cfg) = plan_backward_weight(&g, g.x_len(), g.y_len(), g.w_len()).unwrap();
+        assert_eq!(p.splits as usize, TARGET_BLOCKS / 4);
+        assert_eq!(cfg.grid_dim, (1, 4, TARGET_BLOCKS as u32 / 4));
+    }
+
+    #[test]
+    fn bad_lengths_are_reported_before_any_cuda_call() {
+        let g = geometry();
+        let m = message(plan_forward(&g, g.x_len() - 1, g.w_len(), None, g.y_len()).unwrap_err());
+        assert!(m.contains("x holds") && m.contains(&g.x_len().to_string()), "{m}");
+        let m = message(plan_forward(&g, g.x_len(), g.w_len(), Some(5), g.y_len()).unwrap_err());
+        assert!(m.contains("bias holds 5 values, expected 6"), "{m}");
+        let m = message(plan_forward(&g, g.x_len(), g.w_len(), None, 3).unwrap_err());
+        assert!(m.contains("y holds 3"), "{m}");
+        let m = message(plan_backward_data(&g, g.y_len(), g.w_len() + 1, g.x_len()).unwrap_err());
+        assert!(m.contains("w holds"), "{m}");
+        let m = message(plan_backward_data(&g, g.y_len(), g.w_len(), 0).unwrap_err());
+        assert!(m.contains("dx holds 0"), "{m}");
+        let m = message(plan_backward_weight(&g, g.x_len(), g.y_len(), 1).unwrap_err());
+        assert!(m.contains("dw holds 1"), "{m}");
+        let m = message(plan_bias(100, 6, 54).unwrap_err());
+        assert!(m.contains("y holds 100"), "{m}");
+    }
+
+    #[test]
+    fn bad_geometries_and_huge_sizes_are_reported() {
+        let g = ConvGeometry {
+            groups: 4,
+            out_channels: 6,
+            ..geometry()
+        };
+        assert!(message(plan_forward(&g, 0, 0, None, 0).unwrap_err()).contains("groups"));
+        let g = ConvGeometry {
+            input: [1, 1, 1],
+            padding: [0; 3],
+            ..geometry()
+        };
+        assert!(message(plan_forward(&g, 0, 0, None, 0).unwrap_err()).contains("spans"));
+        let g = ConvGeometry {
+            batch: 1 << 12,
+            in_channels: 1,
+            out_channels: 1,
+            groups: 1,
+            input: [1 << 7; 3],
+            kernel: [1; 3],
+            stride: [1; 3],
+            padding: [0; 3],
+            dilation: [1; 3],
+        };
+        let m = message(plan_forward(&g, g.x_len(), g.w_len(), None, g.y_len()).unwrap_err());
+        assert!(m.contains("32-bit"), "{m}");
+        let g = ConvGeometry {
+            batch: 1 << 9,
+            in_channels: 256,
+            out_channels: 256,
+            groups: 256,
+            input: [1; 3],
+            ..g
+        };
+        let m = message(plan_forward(&g, g.x_len(), g.w_len(), None, g.y_len()).unwrap_err());
+        assert!(m.contains("at most 65535"), "{m}");
+    }
 }

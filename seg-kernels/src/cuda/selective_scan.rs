@@ -59,8 +59,36 @@ struct Params {
 // SAFETY: a plain #[repr(C)] struct of i32, laid out as `ScanParams` in selective_scan.cu.
 unsafe impl DeviceRepr for Params {}
 
+/// The lengths of the inputs: what the checks look at.
+#[derive(Clone, Copy, Debug)]
+struct InputLens {
+    u: usize,
+    delta: usize,
+    a: usize,
+    b: usize,
+    c: usize,
+    d: Option<usize>,
+    z: Option<usize>,
+    delta_bias: Option<usize>,
+}
+
+impl<T> CudaScanInputs<'_, T> {
+    fn lens(&self) -> InputLens {
+        InputLens {
+            u: self.u.len(),
+            delta: self.delta.len(),
+            a: self.a.len(),
+            b: self.b.len(),
+            c: self.c.len(),
+            d: self.d.as_ref().map(|v| v.len()),
+            z: self.z.as_ref().map(|v| v.len()),
+            delta_bias: self.delta_bias.as_ref().map(|v| v.len()),
+        }
+    }
+}
+
 /// Checks the shape and every input's size for `op`; returns the kernel parameters and launch grid.
-fn check<T>(op: &str, s: &ScanShape, x: &CudaScanInputs<T>) -> Result<(Params, LaunchConfig), CudaError> {
+fn check(op: &str, s: &ScanShape, x: &InputLens) -> Result<(Params, LaunchConfig), CudaError> {
     s.validate().map_err(|m| CudaError::argument(op, m))?;
     if s.state == 0 || s.state > MAX_STATE {
         return Err(CudaError::argument(
@@ -70,19 +98,19 @@ fn check<T>(op: &str, s: &ScanShape, x: &CudaScanInputs<T>) -> Result<(Params, L
     }
     let bdl = s.batch * s.dim * s.len;
     let gnl = s.batch * s.groups * s.state * s.len;
-    check_len(op, "u", x.u.len(), bdl)?;
-    check_len(op, "delta", x.delta.len(), bdl)?;
-    check_len(op, "A", x.a.len(), s.dim * s.state)?;
-    check_len(op, "B", x.b.len(), gnl)?;
-    check_len(op, "C", x.c.len(), gnl)?;
-    if let Some(d) = &x.d {
-        check_len(op, "D", d.len(), s.dim)?;
+    check_len(op, "u", x.u, bdl)?;
+    check_len(op, "delta", x.delta, bdl)?;
+    check_len(op, "A", x.a, s.dim * s.state)?;
+    check_len(op, "B", x.b, gnl)?;
+    check_len(op, "C", x.c, gnl)?;
+    if let Some(d) = x.d {
+        check_len(op, "D", d, s.dim)?;
     }
-    if let Some(z) = &x.z {
-        check_len(op, "z", z.len(), bdl)?;
+    if let Some(z) = x.z {
+        check_len(op, "z", z, bdl)?;
     }
-    if let Some(v) = &x.delta_bias {
-        check_len(op, "delta_bias", v.len(), s.dim)?;
+    if let Some(v) = x.delta_bias {
+        check_len(op, "delta_bias", v, s.dim)?;
     }
     to_i32(op, "state x len", s.state * s.len.div_ceil(CHUNK) * CHUNK)?;
     let p = Params {
@@ -105,6 +133,33 @@ fn check<T>(op: &str, s: &ScanShape, x: &CudaScanInputs<T>) -> Result<(Params, L
     Ok((p, cfg))
 }
 
+/// Checks the forward's arguments; its parameters and grid (with its shared memory).
+fn plan_forward(s: &ScanShape, x: &InputLens, y: usize, last: usize) -> Result<(Params, LaunchConfig), CudaError> {
+    const OP: &str = "selective_scan forward (CUDA)";
+    let (p, cfg) = check(OP, s, x)?;
+    check_len(OP, "y", y, s.batch * s.dim * s.len)?;
+    check_len(OP, "last_state", last, s.batch * s.dim * s.state)?;
+    let shared_mem_bytes = (WARPS * s.state * 4) as u32;
+    Ok((p, LaunchConfig { shared_mem_bytes, ..cfg }))
+}
+
+/// Checks the backward's arguments; its parameters and grid (with its shared memory).
+fn plan_backward(
+    s: &ScanShape,
+    x: &InputLens,
+    gy: usize,
+    g_last: Option<usize>,
+) -> Result<(Params, LaunchConfig), CudaError> {
+    const OP: &str = "selective_scan backward (CUDA)";
+    let (p, cfg) = check(OP, s, x)?;
+    check_len(OP, "gy", gy, s.batch * s.dim * s.len)?;
+    if let Some(g) = g_last {
+        check_len(OP, "g_last", g, s.batch * s.dim * s.state)?;
+    }
+    let shared_mem_bytes = (2 * WARPS * s.state * 4) as u32;
+    Ok((p, LaunchConfig { shared_mem_bytes, ..cfg }))
+}
+
 /// The forward: `y` `(batch, dim, len)` and `last_state` `(batch, dim, state)` (both overwritten).
 pub fn scan_forward<T: CudaFloat>(
     gpu: &Gpu,
@@ -113,17 +168,10 @@ pub fn scan_forward<T: CudaFloat>(
     y: &mut CudaViewMut<T>,
     last_state: &mut CudaViewMut<f32>,
 ) -> Result<(), CudaError> {
-    const OP: &str = "selective_scan forward (CUDA)";
-    let (p, cfg) = check(OP, s, x)?;
-    check_len(OP, "y", y.len(), s.batch * s.dim * s.len)?;
-    check_len(OP, "last_state", last_state.len(), s.batch * s.dim * s.state)?;
+    let (p, cfg) = plan_forward(s, &x.lens(), y.len(), last_state.len())?;
     if s.batch * s.dim == 0 {
         return Ok(());
     }
-    let cfg = LaunchConfig {
-        shared_mem_bytes: (WARPS * s.state * 4) as u32,
-        ..cfg
-    };
     let f = typed_function::<T>(gpu, &SELECTIVE_SCAN, "selective_scan_forward")?;
     let null = 0u64;
     let mut args = gpu.stream().launch_builder(&f);
@@ -154,13 +202,8 @@ pub fn scan_backward<T: CudaFloat>(
     gy: &CudaView<T>,
     g_last: Option<&CudaView<f32>>,
 ) -> Result<CudaScanGrads<T>, CudaError> {
-    const OP: &str = "selective_scan backward (CUDA)";
-    let (p, cfg) = check(OP, s, x)?;
+    let (p, cfg) = plan_backward(s, &x.lens(), gy.len(), g_last.map(|g| g.len()))?;
     let bdl = s.batch * s.dim * s.len;
-    check_len(OP, "gy", gy.len(), bdl)?;
-    if let Some(g) = g_last {
-        check_len(OP, "g_last", g.len(), s.batch * s.dim * s.state)?;
-    }
     let stream = gpu.stream();
     let zeros = |n: usize| stream.alloc_zeros::<f32>(n).map_err(|e| CudaError::call("cuMemAlloc", e));
     let zeros_t = |n: usize| stream.alloc_zeros::<T>(n).map_err(|e| CudaError::call("cuMemAlloc", e));
@@ -178,10 +221,6 @@ pub fn scan_backward<T: CudaFloat>(
         return Ok(g);
     }
     let mut starts = zeros(s.batch * s.dim * s.len.div_ceil(CHUNK) * s.state)?;
-    let cfg = LaunchConfig {
-        shared_mem_bytes: (2 * WARPS * s.state * 4) as u32,
-        ..cfg
-    };
     let f = typed_function::<T>(gpu, &SELECTIVE_SCAN, "selective_scan_backward")?;
     let null = 0u64;
     let mut args = stream.launch_builder(&f);
@@ -222,4 +261,82 @@ pub fn scan_backward<T: CudaFloat>(
     unsafe { launch("selective_scan_backward", &mut args, cfg) }?;
     drop(args);
     Ok(g)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape() -> ScanShape {
+        ScanShape {
+            batch: 2,
+            dim: 6,
+            len: 37,
+            state: 5,
+            groups: 3,
+            delta_softplus: true,
+        }
+    }
+
+    fn lens(s: &ScanShape) -> InputLens {
+        let bdl = s.batch * s.dim * s.len;
+        let gnl = s.batch * s.groups * s.state * s.len;
+        InputLens {
+            u: bdl,
+            delta: bdl,
+            a: s.dim * s.state,
+            b: gnl,
+            c: gnl,
+            d: Some(s.dim),
+            z: Some(bdl),
+            delta_bias: None,
+        }
+    }
+
+    fn message(err: CudaError) -> String {
+        match err {
+            CudaError::Argument { message, .. } => message,
+            other => panic!("expected an argument error, found {other:?}"),
+        }
+    }
+
+    #[test]
+    fn good_arguments_plan_a_grid() {
+        let s = shape();
+        let (p, cfg) = plan_forward(&s, &lens(&s), 2 * 6 * 37, 2 * 6 * 5).unwrap();
+        assert_eq!((p.len, p.groups, p.softplus), (37, 3, 1));
+        assert_eq!((cfg.grid_dim, cfg.shared_mem_bytes), ((2, 2, 1), 4 * 5 * 4));
+        let (_, cfg) = plan_backward(&s, &lens(&s), 2 * 6 * 37, Some(2 * 6 * 5)).unwrap();
+        assert_eq!(cfg.shared_mem_bytes, 2 * 4 * 5 * 4);
+    }
+
+    #[test]
+    fn bad_arguments_are_reported_before_any_cuda_call() {
+        let s = shape();
+        let (y, last) = (2 * 6 * 37, 2 * 6 * 5);
+        let bad = |f: fn(&mut InputLens)| {
+            let mut x = lens(&s);
+            f(&mut x);
+            message(plan_forward(&s, &x, y, last).unwrap_err())
+        };
+        assert!(bad(|x| x.u -= 1).contains("u holds"));
+        assert!(bad(|x| x.delta += 1).contains("delta holds"));
+        assert!(bad(|x| x.a = 5).contains("A holds 5 values, expected 30"));
+        assert!(bad(|x| x.b = 0).contains("B holds"));
+        assert!(bad(|x| x.c = 1).contains("C holds"));
+        assert!(bad(|x| x.d = Some(5)).contains("D holds"));
+        assert!(bad(|x| x.z = Some(3)).contains("z holds"));
+        assert!(bad(|x| x.delta_bias = Some(2)).contains("delta_bias holds"));
+        assert!(message(plan_forward(&s, &lens(&s), y + 1, last).unwrap_err()).contains("y holds"));
+        assert!(message(plan_forward(&s, &lens(&s), y, 0).unwrap_err()).contains("last_state holds 0"));
+        assert!(message(plan_backward(&s, &lens(&s), 1, None).unwrap_err()).contains("gy holds 1"));
+        assert!(message(plan_backward(&s, &lens(&s), y, Some(1)).unwrap_err()).contains("g_last holds 1"));
+        let grouped = ScanShape { groups: 4, ..s };
+        assert!(message(plan_forward(&grouped, &lens(&grouped), y, last).unwrap_err()).contains("groups"));
+        let big = ScanShape {
+            state: MAX_STATE + 1,
+            ..s
+        };
+        assert!(message(plan_forward(&big, &lens(&big), y, 0).unwrap_err()).contains("state size"));
+    }
 }

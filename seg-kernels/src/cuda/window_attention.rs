@@ -85,14 +85,15 @@ struct Plan {
 }
 
 impl Plan {
-    fn new<T>(op: &str, s: &WindowAttnShape, x: &CudaWindowAttnInputs<T>) -> Result<Self, CudaError> {
-        let masked = x.mask.is_some();
+    /// Checks the shape and the inputs' lengths (`mask` when there is one).
+    fn new(op: &str, s: &WindowAttnShape, qkv: usize, bias: usize, mask: Option<usize>) -> Result<Self, CudaError> {
+        let masked = mask.is_some();
         s.validate(masked).map_err(|m| CudaError::argument(op, m))?;
         let (n, d) = (s.tokens, s.head_dim);
-        check_len(op, "qkv", x.qkv.len(), s.windows * n * 3 * s.heads * d)?;
-        check_len(op, "bias", x.bias.len(), s.heads * n * n)?;
-        if let Some(m) = &x.mask {
-            check_len(op, "mask", m.len(), s.mask_windows * n * n)?;
+        check_len(op, "qkv", qkv, s.windows * n * 3 * s.heads * d)?;
+        check_len(op, "bias", bias, s.heads * n * n)?;
+        if let Some(m) = mask {
+            check_len(op, "mask", m, s.mask_windows * n * n)?;
         }
         to_i32(op, "heads x tokens x tokens", s.heads * n * n)?;
         let plan = Plan { s: *s, masked };
@@ -164,6 +165,48 @@ impl Plan {
     }
 }
 
+/// The lengths of `qkv`, `bias` and the mask.
+type InputLens = (usize, usize, Option<usize>);
+
+impl<T> CudaWindowAttnInputs<'_, T> {
+    fn lens(&self) -> InputLens {
+        (self.qkv.len(), self.bias.len(), self.mask.as_ref().map(|m| m.len()))
+    }
+}
+
+/// Checks the forward's arguments; its parameters and launch.
+fn plan_forward(
+    s: &WindowAttnShape,
+    (qkv, bias, mask): InputLens,
+    out: usize,
+    lse: usize,
+) -> Result<(Params, LaunchConfig), CudaError> {
+    const OP: &str = "window_attention forward (CUDA)";
+    let plan = Plan::new(OP, s, qkv, bias, mask)?;
+    check_len(OP, "out", out, plan.out_len())?;
+    check_len(OP, "lse", lse, plan.lse_len())?;
+    plan.launch_of(OP, &FORWARD)
+}
+
+/// Checks the backward's arguments; its plan and the launches of its dq and dk/dv kernels.
+#[allow(clippy::type_complexity)]
+fn plan_backward(
+    s: &WindowAttnShape,
+    (qkv, bias, mask): InputLens,
+    out: usize,
+    lse: usize,
+    dout: usize,
+) -> Result<(Plan, (Params, LaunchConfig), (Params, LaunchConfig)), CudaError> {
+    const OP: &str = "window_attention backward (CUDA)";
+    let plan = Plan::new(OP, s, qkv, bias, mask)?;
+    check_len(OP, "out", out, plan.out_len())?;
+    check_len(OP, "dout", dout, plan.out_len())?;
+    check_len(OP, "lse", lse, plan.lse_len())?;
+    let dq = plan.launch_of(OP, &BACKWARD_DQ)?;
+    let dkv = plan.launch_of(OP, &BACKWARD_DKV)?;
+    Ok((plan, dq, dkv))
+}
+
 /// The forward: `out` `(windows, N, heads, d)` and `lse` `(windows, heads, N)`, which the backward needs.
 pub fn window_attention_forward<T: CudaFloat>(
     gpu: &Gpu,
@@ -172,11 +215,7 @@ pub fn window_attention_forward<T: CudaFloat>(
     out: &mut CudaViewMut<T>,
     lse: &mut CudaViewMut<f32>,
 ) -> Result<(), CudaError> {
-    const OP: &str = "window_attention forward (CUDA)";
-    let plan = Plan::new(OP, s, x)?;
-    check_len(OP, "out", out.len(), plan.out_len())?;
-    check_len(OP, "lse", lse.len(), plan.lse_len())?;
-    let (params, cfg) = plan.launch_of(OP, &FORWARD)?;
+    let (params, cfg) = plan_forward(s, x.lens(), out.len(), lse.len())?;
     if s.windows == 0 {
         return Ok(());
     }
@@ -205,13 +244,8 @@ pub fn window_attention_backward<T: CudaFloat>(
     dout: &CudaView<T>,
     mask_grad: bool,
 ) -> Result<CudaWindowAttnGrads<T>, CudaError> {
-    const OP: &str = "window_attention backward (CUDA)";
-    let plan = Plan::new(OP, s, x)?;
-    check_len(OP, "out", out.len(), plan.out_len())?;
-    check_len(OP, "dout", dout.len(), plan.out_len())?;
-    check_len(OP, "lse", lse.len(), plan.lse_len())?;
-    let (dq_params, dq_cfg) = plan.launch_of(OP, &BACKWARD_DQ)?;
-    let (dkv_params, dkv_cfg) = plan.launch_of(OP, &BACKWARD_DKV)?;
+    let (plan, (dq_params, dq_cfg), (dkv_params, dkv_cfg)) =
+        plan_backward(s, x.lens(), out.len(), lse.len(), dout.len())?;
     let stream = gpu.stream();
     let alloc_err = |e| CudaError::call("cuMemAlloc", e);
     let mut grads = CudaWindowAttnGrads {
@@ -270,4 +304,75 @@ pub fn window_attention_backward<T: CudaFloat>(
     unsafe { launch("window_attention_backward_dkv", &mut args, dkv_cfg) }?;
     drop(args);
     Ok(grads)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shape() -> WindowAttnShape {
+        WindowAttnShape {
+            windows: 4,
+            heads: 3,
+            tokens: 343,
+            head_dim: 32,
+            mask_windows: 2,
+            scale: 32f64.powf(-0.5),
+        }
+    }
+
+    fn lens(s: &WindowAttnShape) -> InputLens {
+        let n = s.tokens;
+        (s.windows * n * 3 * s.heads * s.head_dim, s.heads * n * n, Some(s.mask_windows * n * n))
+    }
+
+    fn message(err: CudaError) -> String {
+        match err {
+            CudaError::Argument { message, .. } => message,
+            other => panic!("expected an argument error, found {other:?}"),
+        }
+    }
+
+    #[test]
+    fn tiles_fit_the_shared_memory() {
+        let s = shape();
+        let (out, lse) = (4 * 343 * 3 * 32, 4 * 3 * 343);
+        let (p, cfg) = plan_forward(&s, lens(&s), out, lse).unwrap();
+        assert_eq!((p.tile, p.mask_windows), (32, 2));
+        assert_eq!(cfg.grid_dim, (4 * 11, 3, 1));
+        let (_, (dq, _), (dkv, dkv_cfg)) = plan_backward(&s, lens(&s), out, lse, out).unwrap();
+        assert_eq!((dq.tile, dkv.tile), (32, 32));
+        assert_eq!(dkv_cfg.grid_dim, (4 * 11, 3, 1));
+        for (use_, t) in [(FORWARD, p.tile), (BACKWARD_DQ, dq.tile), (BACKWARD_DKV, dkv.tile)] {
+            assert!(use_.bytes(t as usize, 32) <= SHARED_LIMIT);
+            assert!(t == 64 || use_.bytes(2 * t as usize, 32) > SHARED_LIMIT);
+        }
+        // A small window takes a small tile; no mask, no mask windows.
+        let small = WindowAttnShape { tokens: 5, ..s };
+        let (qkv, bias, _) = lens(&small);
+        let (p, _) = plan_forward(&small, (qkv, bias, None), 4 * 5 * 3 * 32, 4 * 3 * 5).unwrap();
+        assert_eq!((p.tile, p.mask_windows), (8, 0));
+    }
+
+    #[test]
+    fn bad_arguments_are_reported_before_any_cuda_call() {
+        let s = shape();
+        let (qkv, bias, mask) = lens(&s);
+        let (out, lse) = (4 * 343 * 3 * 32, 4 * 3 * 343);
+        let fwd = |l: InputLens, out: usize, lse: usize| message(plan_forward(&s, l, out, lse).unwrap_err());
+        assert!(fwd((qkv + 1, bias, mask), out, lse).contains("qkv holds"));
+        assert!(fwd((qkv, bias - 1, mask), out, lse).contains("bias holds"));
+        assert!(fwd((qkv, bias, Some(7)), out, lse).contains("mask holds 7"));
+        assert!(fwd((qkv, bias, mask), 0, lse).contains("out holds 0"));
+        assert!(fwd((qkv, bias, mask), out, 1).contains("lse holds 1"));
+        let bwd = |dout: usize| message(plan_backward(&s, lens(&s), out, lse, dout).err().unwrap());
+        assert!(bwd(out - 1).contains("dout holds"));
+        let odd = WindowAttnShape { windows: 3, ..s };
+        let (qkv, bias, mask) = lens(&odd);
+        let m = message(plan_forward(&odd, (qkv, bias, mask), 0, 0).unwrap_err());
+        assert!(m.contains("multiple of the mask's windows"), "{m}");
+        let wide = WindowAttnShape { head_dim: 512, ..s };
+        let m = message(plan_forward(&wide, lens(&wide), 4 * 343 * 3 * 512, lse).unwrap_err());
+        assert!(m.contains("shared memory"), "{m}");
+    }
 }
