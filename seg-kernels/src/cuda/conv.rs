@@ -54,7 +54,11 @@ fn params(op: &str, g: &ConvGeometry) -> Result<Params, CudaError> {
     to_i32(op, "in channels x kernel volume", g.in_channels * kvol)?;
     to_i32(op, "out channels x kernel volume", g.out_channels * kvol)?;
     let axes = |d: [usize; 3], what: &str| -> Result<[i32; 3], CudaError> {
-        Ok([to_i32(op, what, d[0])?, to_i32(op, what, d[1])?, to_i32(op, what, d[2])?])
+        Ok([
+            to_i32(op, what, d[0])?,
+            to_i32(op, what, d[1])?,
+            to_i32(op, what, d[2])?,
+        ])
     };
     Ok(Params {
         batch: to_i32(op, "batch", g.batch)?,
@@ -101,7 +105,10 @@ fn plan_forward(
         check_len(OP, "bias", b, g.out_channels)?;
     }
     let out_len: usize = g.output().iter().product();
-    Ok((p, gemm_grid(OP, out_len, g.out_channels / g.groups, g.batch * g.groups)?))
+    Ok((
+        p,
+        gemm_grid(OP, out_len, g.out_channels / g.groups, g.batch * g.groups)?,
+    ))
 }
 
 /// Checks the backward data's arguments; its parameters and grid.

@@ -48,7 +48,10 @@ pub(crate) fn to_i32(op: &str, what: &str, value: usize) -> Result<i32, CudaErro
     i32::try_from(value).map_err(|_| {
         CudaError::argument(
             op,
-            format!("{what} = {value} exceeds the kernels' 32-bit index range ({})", i32::MAX),
+            format!(
+                "{what} = {value} exceeds the kernels' 32-bit index range ({})",
+                i32::MAX
+            ),
         )
     })
 }

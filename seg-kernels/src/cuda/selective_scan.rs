@@ -140,7 +140,13 @@ fn plan_forward(s: &ScanShape, x: &InputLens, y: usize, last: usize) -> Result<(
     check_len(OP, "y", y, s.batch * s.dim * s.len)?;
     check_len(OP, "last_state", last, s.batch * s.dim * s.state)?;
     let shared_mem_bytes = (WARPS * s.state * 4) as u32;
-    Ok((p, LaunchConfig { shared_mem_bytes, ..cfg }))
+    Ok((
+        p,
+        LaunchConfig {
+            shared_mem_bytes,
+            ..cfg
+        },
+    ))
 }
 
 /// Checks the backward's arguments; its parameters and grid (with its shared memory).
@@ -157,7 +163,13 @@ fn plan_backward(
         check_len(OP, "g_last", g, s.batch * s.dim * s.state)?;
     }
     let shared_mem_bytes = (2 * WARPS * s.state * 4) as u32;
-    Ok((p, LaunchConfig { shared_mem_bytes, ..cfg }))
+    Ok((
+        p,
+        LaunchConfig {
+            shared_mem_bytes,
+            ..cfg
+        },
+    ))
 }
 
 /// The forward: `y` `(batch, dim, len)` and `last_state` `(batch, dim, state)` (both overwritten).
@@ -205,7 +217,11 @@ pub fn scan_backward<T: CudaFloat>(
     let (p, cfg) = plan_backward(s, &x.lens(), gy.len(), g_last.map(|g| g.len()))?;
     let bdl = s.batch * s.dim * s.len;
     let stream = gpu.stream();
-    let zeros = |n: usize| stream.alloc_zeros::<f32>(n).map_err(|e| CudaError::call("cuMemAlloc", e));
+    let zeros = |n: usize| {
+        stream
+            .alloc_zeros::<f32>(n)
+            .map_err(|e| CudaError::call("cuMemAlloc", e))
+    };
     let zeros_t = |n: usize| stream.alloc_zeros::<T>(n).map_err(|e| CudaError::call("cuMemAlloc", e));
     let mut g = CudaScanGrads {
         u: zeros_t(bdl)?,

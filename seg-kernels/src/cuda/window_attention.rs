@@ -250,7 +250,9 @@ pub fn window_attention_backward<T: CudaFloat>(
     let alloc_err = |e| CudaError::call("cuMemAlloc", e);
     let mut grads = CudaWindowAttnGrads {
         qkv: stream.alloc_zeros::<T>(plan.qkv_len()).map_err(alloc_err)?,
-        bias: stream.alloc_zeros::<f32>(s.heads * s.tokens * s.tokens).map_err(alloc_err)?,
+        bias: stream
+            .alloc_zeros::<f32>(s.heads * s.tokens * s.tokens)
+            .map_err(alloc_err)?,
         mask: match (&x.mask, mask_grad) {
             (Some(_), true) => Some(
                 stream
@@ -281,7 +283,11 @@ pub fn window_attention_backward<T: CudaFloat>(
         Some(m) => args.arg(m),
         None => args.arg(&null),
     };
-    args.arg(lse).arg(dout).arg(&dvec).arg(&mut grads.qkv).arg(&mut grads.bias);
+    args.arg(lse)
+        .arg(dout)
+        .arg(&dvec)
+        .arg(&mut grads.qkv)
+        .arg(&mut grads.bias);
     match &mut grads.mask {
         Some(m) => args.arg(m),
         None => args.arg(&null),
@@ -323,7 +329,11 @@ mod tests {
 
     fn lens(s: &WindowAttnShape) -> InputLens {
         let n = s.tokens;
-        (s.windows * n * 3 * s.heads * s.head_dim, s.heads * n * n, Some(s.mask_windows * n * n))
+        (
+            s.windows * n * 3 * s.heads * s.head_dim,
+            s.heads * n * n,
+            Some(s.mask_windows * n * n),
+        )
     }
 
     fn message(err: CudaError) -> String {
