@@ -28,16 +28,18 @@ struct AttnParams {
     int tile;
 };
 
-// Offsets of a head's rows: row i of part (0 q, 1 k, 2 v) of qkv is qkv_base + i * qkv_stride; of o / do
-// out_base + i * out_stride.
+// Offsets of a head's rows: row i of q, k, v is qkv_base, k_base, v_base + i * qkv_stride; of o / do
+// out_base + i * out_stride; its lse / D values start at lse_base.
 struct AttnRows {
-    i64 qkv_base, qkv_stride, out_base, out_stride, lse_base;
+    i64 qkv_base, k_base, v_base, qkv_stride, out_base, out_stride, lse_base;
 };
 
 __device__ __forceinline__ AttnRows attn_rows(AttnParams p, int w, int h) {
     AttnRows r;
     r.qkv_stride = 3LL * p.heads * p.dim;
     r.qkv_base = ((i64)w * p.tokens * 3 * p.heads + h) * p.dim;
+    r.k_base = r.qkv_base + (i64)p.heads * p.dim;
+    r.v_base = r.qkv_base + 2LL * p.heads * p.dim;
     r.out_stride = (i64)p.heads * p.dim;
     r.out_base = ((i64)w * p.tokens * p.heads + h) * p.dim;
     r.lse_base = ((i64)w * p.heads + h) * p.tokens;
@@ -97,8 +99,8 @@ __device__ void attn_forward(AttnParams p, const T* qkv, const T* bias, const T*
     }
     for (int j0 = 0; j0 < p.tokens; j0 += t) {
         __syncthreads();  // the previous tile's K, V, S are no longer read
-        attn_load_rows(p, K, qkv + rows.qkv_base + p.dim, rows.qkv_stride, j0);
-        attn_load_rows(p, V, qkv + rows.qkv_base + 2 * p.dim, rows.qkv_stride, j0);
+        attn_load_rows(p, K, qkv + rows.k_base, rows.qkv_stride, j0);
+        attn_load_rows(p, V, qkv + rows.v_base, rows.qkv_stride, j0);
         __syncthreads();
         for (int e = threadIdx.x; e < t * t; e += blockDim.x) {
             const int i = e / t, j = e % t;
@@ -172,8 +174,8 @@ __device__ void attn_backward_dq(AttnParams p, const T* qkv, const T* bias, cons
     }
     for (int j0 = 0; j0 < p.tokens; j0 += t) {
         __syncthreads();
-        attn_load_rows(p, K, qkv + rows.qkv_base + p.dim, rows.qkv_stride, j0);
-        attn_load_rows(p, V, qkv + rows.qkv_base + 2 * p.dim, rows.qkv_stride, j0);
+        attn_load_rows(p, K, qkv + rows.k_base, rows.qkv_stride, j0);
+        attn_load_rows(p, V, qkv + rows.v_base, rows.qkv_stride, j0);
         __syncthreads();
         for (int e = threadIdx.x; e < t * t; e += blockDim.x) {
             const int i = e / t, j = e % t, ti = i0 + i, tj = j0 + j;
@@ -210,8 +212,8 @@ __device__ void attn_backward_dkv(AttnParams p, const T* qkv, const T* bias, con
     float *K = attn_shared, *V = K + t * ds, *dK = V + t * ds, *dV = dK + t * ds, *Q = dV + t * ds;
     float *dO = Q + t * ds, *P = dO + t * ds, *dS = P + t * ss, *L = dS + t * ss, *Dv = L + t;
     const AttnRows rows = attn_rows(p, w, h);
-    attn_load_rows(p, K, qkv + rows.qkv_base + p.dim, rows.qkv_stride, j0);
-    attn_load_rows(p, V, qkv + rows.qkv_base + 2 * p.dim, rows.qkv_stride, j0);
+    attn_load_rows(p, K, qkv + rows.k_base, rows.qkv_stride, j0);
+    attn_load_rows(p, V, qkv + rows.v_base, rows.qkv_stride, j0);
     for (int e = threadIdx.x; e < t * ds; e += blockDim.x) {
         dK[e] = 0.f;
         dV[e] = 0.f;
@@ -248,8 +250,8 @@ __device__ void attn_backward_dkv(AttnParams p, const T* qkv, const T* bias, con
         }
     }
     __syncthreads();
-    attn_store_rows(p, dqkv + rows.qkv_base + p.dim, rows.qkv_stride, j0, dK, p.scale);
-    attn_store_rows(p, dqkv + rows.qkv_base + 2 * p.dim, rows.qkv_stride, j0, dV, 1.f);
+    attn_store_rows(p, dqkv + rows.k_base, rows.qkv_stride, j0, dK, p.scale);
+    attn_store_rows(p, dqkv + rows.v_base, rows.qkv_stride, j0, dV, 1.f);
 }
 
 #define ATTN_KERNELS(T, S)                                                                                          \
