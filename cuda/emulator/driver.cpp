@@ -1,0 +1,35 @@
+#include "shim.h"
+#include "kernels.inc"
+template <class P> P from(const int* raw) { P p; memcpy(&p, raw, sizeof(P)); return p; }
+extern "C" {
+void conv_fwd(const int* g, const float* x, const float* w, const float* b, float* y, unsigned gx, unsigned gy, unsigned gz) {
+    ConvParams p = from<ConvParams>(g); launch({gx, gy, gz}, {256}, [&] { conv_forward_f32(p, x, w, b, y); });
+}
+void conv_bwd_data(const int* g, const float* dy, const float* w, float* dx, unsigned gx, unsigned gy, unsigned gz) {
+    ConvParams p = from<ConvParams>(g); launch({gx, gy, gz}, {256}, [&] { conv_backward_data_f32(p, dy, w, dx); });
+}
+void conv_bwd_weight(const int* g, const float* x, const float* dy, float* part, float* dw, long long len, unsigned gx, unsigned gy, unsigned gz) {
+    ConvParams p = from<ConvParams>(g); launch({gx, gy, gz}, {256}, [&] { conv_backward_weight_f32(p, x, dy, part); });
+    launch({4}, {256}, [&] { conv_sum_splits_f32(part, p.splits, dw, len); });
+}
+void bias_add(float* y, const float* b, int c, long long plane, long long len) {
+    launch({3}, {256}, [&] { add_channel_bias_f32(y, b, c, plane, len); });
+}
+void scan_fwd(const int* s, const float* u, const float* delta, const float* A, const float* B, const float* C, const float* D, const float* z, const float* db, float* y, float* last, unsigned gx, unsigned gy) {
+    ScanParams p = from<ScanParams>(s); launch({gx, gy}, {128}, [&] { selective_scan_forward_f32(p, u, delta, A, B, C, D, z, db, y, last); });
+}
+void scan_bwd(const int* s, const float* u, const float* delta, const float* A, const float* B, const float* C, const float* D, const float* z, const float* db,
+              const float* gy, const float* gl, float* starts, float* du, float* ddelta, float* dz, float* dA, float* dB, float* dC, float* dD, float* ddb, unsigned gx, unsigned gyy) {
+    ScanParams p = from<ScanParams>(s); launch({gx, gyy}, {128}, [&] { selective_scan_backward_f32(p, u, delta, A, B, C, D, z, db, gy, gl, starts, du, ddelta, dz, dA, dB, dC, dD, ddb); });
+}
+void attn_fwd(const int* a, const float* qkv, const float* bias, const float* mask, float* out, float* lse, unsigned gx, unsigned gy) {
+    AttnParams p = from<AttnParams>(a); launch({gx, gy}, {128}, [&] { window_attention_forward_f32(p, qkv, bias, mask, out, lse); });
+}
+void attn_bwd(const int* a_dq, const int* a_dkv, const float* qkv, const float* bias, const float* mask, const float* lse, const float* out, const float* dout, float* dvec,
+              float* dqkv, float* dbias, float* dmask, unsigned gx_dq, unsigned gx_dkv, unsigned gy) {
+    AttnParams p = from<AttnParams>(a_dq), q = from<AttnParams>(a_dkv);
+    launch({5}, {256}, [&] { window_attention_row_dot_f32(p, out, dout, dvec); });
+    launch({gx_dq, gy}, {128}, [&] { window_attention_backward_dq_f32(p, qkv, bias, mask, lse, dout, dvec, dqkv, dbias, dmask); });
+    launch({gx_dkv, gy}, {128}, [&] { window_attention_backward_dkv_f32(q, qkv, bias, mask, lse, dout, dvec, dqkv); });
+}
+}

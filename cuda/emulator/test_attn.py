@@ -1,0 +1,40 @@
+import ctypes, os, numpy as np, torch, sys
+lib = ctypes.CDLL(os.environ['SEG_EMULATOR_LIB'])
+def P(a): return None if a is None else a.ctypes.data_as(ctypes.c_void_p)
+def cdiv(a, b): return -(-a // b)
+def rel(a, b): return np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-30)
+def tile(N, d, rows, scores, vecs):
+    cap = max(8, 1 << (N - 1).bit_length())
+    for t in [64, 32, 16, 8]:
+        if t <= cap and 4 * (rows * t * (d + 1) + scores * t * (t + 1) + vecs * t) <= 48 * 1024: return t
+def params(W, H, N, d, nW, masked, scale, t):
+    a = np.array([W, H, N, d, nW if masked else 0, 0, t], np.int32); a[5:6].view(np.float32)[0] = scale; return a
+def case(W, H, N, d, nW, masked, mask_grad, seed):
+    rng = np.random.default_rng(seed)
+    qkv = rng.uniform(-2, 2, (W, N, 3, H, d)).astype(np.float32); bias = rng.uniform(-1, 1, (H, N, N)).astype(np.float32)
+    mask = np.where(rng.uniform(0, 1, (nW, N, N)) < 0.3, -100.0, 0.0).astype(np.float32)
+    dout = rng.uniform(-1, 1, (W, N, H, d)).astype(np.float32); scale = d ** -0.5
+    qt, bt, mt = (torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (qkv, bias, mask))
+    q, k, v = qt[:, :, 0].transpose(1, 2), qt[:, :, 1].transpose(1, 2), qt[:, :, 2].transpose(1, 2)  # (W, H, N, d)
+    s = scale * q @ k.transpose(-1, -2) + bt[None]
+    if masked: s = s + mt.repeat(W // nW, 1, 1)[:, None]
+    lse = torch.logsumexp(s, -1); o = (torch.softmax(s, -1) @ v).transpose(1, 2)  # (W, N, H, d)
+    (o * torch.tensor(dout, dtype=torch.float64)).sum().backward()
+    tf, tq, tk = tile(N, d, 4, 1, 3), tile(N, d, 5, 1, 2), tile(N, d, 6, 2, 2)
+    out = np.full(dout.shape, np.nan, np.float32); lseo = np.full((W, H, N), np.nan, np.float32)
+    pm = mask if masked else None
+    lib.attn_fwd(P(params(W, H, N, d, nW, masked, scale, tf)), P(qkv), P(bias), P(pm), P(out), P(lseo), W * cdiv(N, tf), H)
+    errs = {'out': rel(out, o.detach().numpy()), 'lse': rel(lseo, lse.detach().numpy())}
+    dvec = np.full(W * H * N, np.nan, np.float32); dqkv = np.full(qkv.shape, np.nan, np.float32)
+    dbias = np.zeros(bias.shape, np.float32); dmask = np.zeros(mask.shape, np.float32) if masked and mask_grad else None
+    lib.attn_bwd(P(params(W, H, N, d, nW, masked, scale, tq)), P(params(W, H, N, d, nW, masked, scale, tk)), P(qkv), P(bias), P(pm), P(lseo), P(out), P(dout), P(dvec),
+                 P(dqkv), P(dbias), P(dmask), W * cdiv(N, tq), W * cdiv(N, tk), H)
+    errs['dqkv'] = rel(dqkv, qt.grad.numpy()); errs['dbias'] = rel(dbias, bt.grad.numpy())
+    if dmask is not None: errs['dmask'] = rel(dmask, mt.grad.numpy())
+    ok = all(e < 1e-5 for e in errs.values())
+    print('OK ' if ok else 'BAD', (W, H, N, d, nW, masked, mask_grad), 'tiles', (tf, tq, tk), {k: '%.1e' % v for k, v in errs.items()}); sys.stdout.flush()
+    return ok
+cases = [(4, 3, 343, 16, 2, True, True), (2, 2, 70, 16, 2, True, True), (3, 2, 49, 32, 1, False, False), (2, 1, 5, 8, 2, True, False), (2, 1, 40, 64, 1, True, True), (1, 1, 1, 3, 1, False, False)]
+res = [case(*c, seed=i) for i, c in enumerate(cases)]
+print(sum(res), 'of', len(res), 'attention cases pass')
+sys.exit(0 if all(res) else 1)
