@@ -7,9 +7,9 @@
 //   backward weight:  dw[gOg + o, c, k]   = sum_{n, p} dy[n, gOg + o, p] x[n, gCg + c, src(p, k)]
 //
 // Each is one matrix product C (M x N) = A (M x Kr) B (Kr x N) whose operands are gathered on the fly
-// (never materialised), computed by gemm_tile: a BM x BN tile of C per block, the reduction in
-// steps of BK through shared memory, a 4 x 4 register block per thread, f32 accumulation whatever
-// the storage type T (f32, f16, bf16).
+// (never materialised), a BM x BN tile of C per block, the reduction in steps of BK through shared
+// memory, f32 accumulation whatever the storage type T: for f32 on the f32 units (gemm_tile, a 4 x 4
+// register block per thread), for f16 and bf16 on the tensor cores (gemm_tile_mma, mma.sync m16n8k16).
 //
 //   forward:          M = output positions p, N = Og (o), Kr = Cg K (c, k); one z-slice per (n, g)
 //   backward data:    M = input positions i,  N = Cg (c), Kr = Og K (o, k); one z-slice per (n, g);
@@ -24,6 +24,15 @@
 #define GEMM_THREADS 256
 
 // The geometry, as the launcher passes it (seg-kernels/src/cuda/conv.rs, `Params`).
+template <typename T>
+struct is_f32 {
+    static constexpr bool value = false;
+};
+template <>
+struct is_f32<float> {
+    static constexpr bool value = true;
+};
+
 struct ConvParams {
     int batch, cin, cout, groups;
     int in[3], out[3], kernel[3], stride[3], padding[3], dilation[3];
@@ -71,7 +80,8 @@ __device__ __forceinline__ int conv_target(ConvParams g, int i, int k) {
 }
 
 // C[m0.., n0..] (a BM x BN tile, clipped to M x N) = sum over r in [r_begin, r_end) of A(m, r) B(r, n),
-// then P::store(m, n, value). P supplies a(m, r), b(r, n) (as f32) and store; A_M_FAST / B_R_FAST say
+// then P::store(m, n, value), on the f32 units. P supplies a(m, r), b(r, n) (of type P::Elem, zero
+// outside the operand) and store(m, n, f32 value); A_M_FAST / B_R_FAST say
 // along which index its A and B are contiguous, so that consecutive threads load consecutive
 // addresses. Thread t owns rows m0 + t % 16 + 16 i and columns n0 + t / 16 + 16 j (i, j < 4).
 template <class P>
@@ -86,12 +96,12 @@ __device__ void gemm_tile(const P& prob, int M, int N, int r_begin, int r_end, i
         for (int e = tid; e < BM * BK; e += GEMM_THREADS) {
             const int mi = P::A_M_FAST ? e % BM : e / BK, ri = P::A_M_FAST ? e / BM : e % BK;
             const int m = m0 + mi, r = r0 + ri;
-            As[ri][mi] = (m < M && r < r_end) ? prob.a(m, r) : 0.f;
+            As[ri][mi] = (m < M && r < r_end) ? to_f32(prob.a(m, r)) : 0.f;
         }
         for (int e = tid; e < BN * BK; e += GEMM_THREADS) {
             const int ni = P::B_R_FAST ? e / BK : e % BN, ri = P::B_R_FAST ? e % BK : e / BN;
             const int n = n0 + ni, r = r0 + ri;
-            Bs[ri][ni] = (n < N && r < r_end) ? prob.b(r, n) : 0.f;
+            Bs[ri][ni] = (n < N && r < r_end) ? to_f32(prob.b(r, n)) : 0.f;
         }
         __syncthreads();
 #pragma unroll
@@ -117,9 +127,90 @@ __device__ void gemm_tile(const P& prob, int M, int N, int r_begin, int r_end, i
         }
 }
 
+// The tensor-core mma of one warp: D (16 x 8, f32) = A (16 x 16) B (16 x 8) + D, f16 or bf16 operands in
+// the fragment layout of the PTX ISA (mma.m16n8k16, floating point): with g = lane / 4, t = lane % 4,
+// a[0] = A[g][2t, 2t+1], a[1] = A[g+8][2t, 2t+1], a[2] = A[g][2t+8, 2t+9], a[3] = A[g+8][2t+8, 2t+9];
+// b[0] = B[2t, 2t+1][g], b[1] = B[2t+8, 2t+9][g]; d[0..1] = D[g][2t, 2t+1], d[2..3] = D[g+8][2t, 2t+1]
+// (the lower-indexed element in the low 16 bits).
+__device__ __forceinline__ void mma_16816(float d[4], const u32 a[4], const u32 b[2], f16) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+__device__ __forceinline__ void mma_16816(float d[4], const u32 a[4], const u32 b[2], bf16) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+// A build may route the mma elsewhere (cuda/emulator does).
+#ifndef MMA_16816
+#define MMA_16816(d, a, b, T) mma_16816(d, a, b, T{})
+#endif
+
+// gemm_tile on the tensor cores, for 16-bit P::Elem (f16, bf16) with f32 accumulation: the operand
+// tiles go to shared memory as 16-bit values (A as [m][r], B as [n][r], rows padded by 8 values so that
+// the fragment loads of a warp hit distinct banks); the 8 warps form a 4 (m) x 2 (n) grid, warp (wm, wn)
+// owning rows 16 wm.. and columns 32 wn.. of the tile: four 16 x 8 products per BK = 16 step.
+template <class P>
+__device__ void gemm_tile_mma(const P& prob, int M, int N, int r_begin, int r_end, int m0, int n0) {
+    using T = typename P::Elem;
+    __shared__ __align__(16) unsigned short As[BM][BK + 8];
+    __shared__ __align__(16) unsigned short Bs[BN][BK + 8];
+    const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+    const int wm = warp % 4, wn = warp / 4, g = lane / 4, t = lane % 4;
+    float acc[4][4];
+    for (int j = 0; j < 4; ++j)
+        for (int i = 0; i < 4; ++i) acc[j][i] = 0.f;
+    for (int r0 = r_begin; r0 < r_end; r0 += BK) {
+        for (int e = tid; e < BM * BK; e += GEMM_THREADS) {
+            const int mi = P::A_M_FAST ? e % BM : e / BK, ri = P::A_M_FAST ? e / BM : e % BK;
+            const int m = m0 + mi, r = r0 + ri;
+            As[mi][ri] = (m < M && r < r_end) ? prob.a(m, r).bits : 0;
+        }
+        for (int e = tid; e < BN * BK; e += GEMM_THREADS) {
+            const int ni = P::B_R_FAST ? e / BK : e % BN, ri = P::B_R_FAST ? e % BK : e / BN;
+            const int n = n0 + ni, r = r0 + ri;
+            Bs[ni][ri] = (n < N && r < r_end) ? prob.b(r, n).bits : 0;
+        }
+        __syncthreads();
+        const int row = wm * 16 + g;
+        const u32 a[4] = {*(const u32*)&As[row][2 * t], *(const u32*)&As[row + 8][2 * t],
+                          *(const u32*)&As[row][2 * t + 8], *(const u32*)&As[row + 8][2 * t + 8]};
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            const int col = wn * 32 + j * 8 + g;
+            const u32 b[2] = {*(const u32*)&Bs[col][2 * t], *(const u32*)&Bs[col][2 * t + 8]};
+            MMA_16816(acc[j], a, b, T);
+        }
+        __syncthreads();
+    }
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const int m = m0 + wm * 16 + g + (i >= 2 ? 8 : 0), n = n0 + wn * 32 + j * 8 + 2 * t + (i & 1);
+            if (m < M && n < N) prob.store(m, n, acc[j][i]);
+        }
+}
+
+// The tile for P's element type: the f32 units for f32 (no TF32: results stay comparable with the CPU),
+// the tensor cores for f16 and bf16.
+template <class P>
+__device__ void gemm(const P& prob, int M, int N, int r_begin, int r_end, int m0, int n0) {
+    if constexpr (is_f32<typename P::Elem>::value)
+        gemm_tile(prob, M, N, r_begin, r_end, m0, n0);
+    else
+        gemm_tile_mma(prob, M, N, r_begin, r_end, m0, n0);
+}
+
 // Forward of sample n, group gi: A(p, (c, k)) = x[n, gCg + c, src(p, k)], B((c, k), o) = w[gOg + o, c, k].
 template <typename T>
 struct ForwardProblem {
+    using Elem = T;
     static constexpr bool A_M_FAST = true, B_R_FAST = true;
     ConvParams g;
     const T* x;  // sample n, channel gCg
@@ -127,11 +218,11 @@ struct ForwardProblem {
     const T* bias;  // output channel gOg, or null
     T* y;  // sample n, channel gOg
     int kvol, in_len, out_len, patch;
-    __device__ float a(int p, int r) const {
+    __device__ T a(int p, int r) const {
         const int s = conv_source(g, p, r % kvol);
-        return s < 0 ? 0.f : to_f32(x[(i64)(r / kvol) * in_len + s]);
+        return s < 0 ? T{} : x[(i64)(r / kvol) * in_len + s];
     }
-    __device__ float b(int r, int o) const { return to_f32(w[(i64)o * patch + r]); }
+    __device__ T b(int r, int o) const { return w[(i64)o * patch + r]; }
     __device__ void store(int p, int o, float v) const {
         y[(i64)o * out_len + p] = from_f32<T>(bias ? v + to_f32(bias[o]) : v);
     }
@@ -141,19 +232,18 @@ struct ForwardProblem {
 // B((o, k), c) = w[gOg + o, c, k].
 template <typename T>
 struct BackwardDataProblem {
+    using Elem = T;
     static constexpr bool A_M_FAST = true, B_R_FAST = true;
     ConvParams g;
     const T* dy;  // sample n, channel gOg
     const T* w;  // output channel gOg
     T* dx;  // sample n, channel gCg
     int kvol, in_len, out_len, cg;
-    __device__ float a(int i, int r) const {
+    __device__ T a(int i, int r) const {
         const int p = conv_target(g, i, r % kvol);
-        return p < 0 ? 0.f : to_f32(dy[(i64)(r / kvol) * out_len + p]);
+        return p < 0 ? T{} : dy[(i64)(r / kvol) * out_len + p];
     }
-    __device__ float b(int r, int c) const {
-        return to_f32(w[((i64)(r / kvol) * cg + c) * kvol + r % kvol]);
-    }
+    __device__ T b(int r, int c) const { return w[((i64)(r / kvol) * cg + c) * kvol + r % kvol]; }
     __device__ void store(int i, int c, float v) const { dx[(i64)c * in_len + i] = from_f32<T>(v); }
 };
 
@@ -161,20 +251,21 @@ struct BackwardDataProblem {
 // src(p, k)]; the result goes to this split's f32 partial of dw.
 template <typename T>
 struct BackwardWeightProblem {
+    using Elem = T;
     static constexpr bool A_M_FAST = false, B_R_FAST = true;
     ConvParams g;
     const T* x;  // channel gCg of sample 0
     const T* dy;  // channel gOg of sample 0
     float* part;  // output channel gOg of this split's partial
     int kvol, in_len, out_len, patch;
-    __device__ float a(int o, int r) const {
+    __device__ T a(int o, int r) const {
         const int n = r / out_len, p = r % out_len;
-        return to_f32(dy[((i64)n * g.cout + o) * out_len + p]);
+        return dy[((i64)n * g.cout + o) * out_len + p];
     }
-    __device__ float b(int r, int col) const {
+    __device__ T b(int r, int col) const {
         const int n = r / out_len, p = r % out_len;
         const int s = conv_source(g, p, col % kvol);
-        return s < 0 ? 0.f : to_f32(x[((i64)n * g.cin + col / kvol) * in_len + s]);
+        return s < 0 ? T{} : x[((i64)n * g.cin + col / kvol) * in_len + s];
     }
     __device__ void store(int o, int col, float v) const { part[(i64)o * patch + col] = v; }
 };
@@ -193,7 +284,7 @@ __device__ void conv_forward(ConvParams g, const T* x, const T* w, const T* bias
                            in_len,
                            out_len,
                            cg * kvol};
-    gemm_tile(prob, out_len, og, 0, cg * kvol, blockIdx.x * BM, blockIdx.y * BN);
+    gemm(prob, out_len, og, 0, cg * kvol, blockIdx.x * BM, blockIdx.y * BN);
 }
 
 template <typename T>
@@ -209,7 +300,7 @@ __device__ void conv_backward_data(ConvParams g, const T* dy, const T* w, T* dx)
                                 in_len,
                                 out_len,
                                 cg};
-    gemm_tile(prob, in_len, cg, 0, og * kvol, blockIdx.x * BM, blockIdx.y * BN);
+    gemm(prob, in_len, cg, 0, og * kvol, blockIdx.x * BM, blockIdx.y * BN);
 }
 
 // `part` holds `splits` partials of dw (each Cout Cg K values, f32).
@@ -232,7 +323,7 @@ __device__ void conv_backward_weight(ConvParams g, const T* x, const T* dy, floa
                                   in_len,
                                   out_len,
                                   cg * kvol};
-    gemm_tile(prob, og, cg * kvol, r_begin, r_end, blockIdx.x * BM, blockIdx.y * BN);
+    gemm(prob, og, cg * kvol, r_begin, r_end, blockIdx.x * BM, blockIdx.y * BN);
 }
 
 // dw[i] = sum_s part[s, i], the splits summed in order.

@@ -12,6 +12,17 @@ void conv_bwd_weight(const int* g, const float* x, const float* dy, float* part,
     ConvParams p = from<ConvParams>(g); launch({gx, gy, gz}, {256}, [&] { conv_backward_weight_f32(p, x, dy, part); });
     launch({4}, {256}, [&] { conv_sum_splits_f32(part, p.splits, dw, len); });
 }
+#define CONV_HALF(T, S)                                                                                          \
+    void conv_all_##S(const int* g, const T* x, const T* w, const T* b, T* y, T* dy, T* dx, float* part, T* dw,     \
+                      long long len, const unsigned* grids) {                                                    \
+        ConvParams p = from<ConvParams>(g);                                                                     \
+        launch({grids[0], grids[1], grids[2]}, {256}, [&] { conv_forward_##S(p, x, w, b, y); });                 \
+        launch({grids[3], grids[4], grids[5]}, {256}, [&] { conv_backward_data_##S(p, dy, w, dx); });            \
+        launch({grids[6], grids[7], grids[8]}, {256}, [&] { conv_backward_weight_##S(p, x, dy, part); });        \
+        launch({4}, {256}, [&] { conv_sum_splits_##S(part, p.splits, dw, len); });                               \
+    }
+CONV_HALF(f16, f16)
+CONV_HALF(bf16, bf16)
 void bias_add(float* y, const float* b, int c, long long plane, long long len) {
     launch({3}, {256}, [&] { add_channel_bias_f32(y, b, c, plane, len); });
 }

@@ -28,6 +28,22 @@ def case(batch, cin, cout, groups, inp, k, st, pad, dil, seed):
     errs = (rel(y, yt.detach().numpy()), rel(dx, xt.grad.numpy()), rel(dw, wt.grad.numpy()))
     ok = all(e < 1e-5 for e in errs)
     print('OK ' if ok else 'BAD', (batch, cin, cout, groups, inp, k, st, pad, dil), 'splits', splits, ['%.1e' % e for e in errs]); sys.stdout.flush()
+    grids = np.array([cdiv(out_len, 64), cdiv(og, 64), batch * groups, cdiv(in_len, 64), cdiv(cg, 64), batch * groups,
+                      cdiv(og, 64), cdiv(cols, 64), groups * splits], np.uint32)
+    for name, dtype, tol in [('f16', torch.float16, 2e-3), ('bf16', torch.bfloat16, 1e-2)]:
+        to16 = lambda a: torch.tensor(a).to(dtype).view(torch.int16).numpy().view(np.uint16).copy()
+        back = lambda h: torch.from_numpy(h.view(np.int16).copy()).view(dtype).to(torch.float64)
+        xh, wh, bh, dyh = map(to16, (x, w, b, dy))
+        xt = back(xh).requires_grad_(); wt = back(wh).requires_grad_()
+        yt = torch.nn.functional.conv3d(xt, wt, back(bh), st, pad, dil, groups)
+        yt.backward(back(dyh))
+        yh, dxh, dwh = (np.full_like(a, 0x7fff) for a in (dyh, xh, wh))  # NaN in f16 and bf16
+        part = np.full(splits * w.size, np.nan, np.float32)
+        getattr(lib, 'conv_all_' + name)(P(g), P(xh), P(wh), P(bh), P(yh), P(dyh), P(dxh), P(part), P(dwh), ctypes.c_longlong(w.size), P(grids))
+        errs = [rel(back(yh).numpy(), yt.detach().numpy()), rel(back(dxh).numpy(), xt.grad.numpy()), rel(back(dwh).numpy(), wt.grad.numpy())]
+        good = all(e < tol for e in errs)
+        ok = ok and good
+        print('  OK ' if good else '  BAD', name, 'tensor cores', ['%.1e' % e for e in errs]); sys.stdout.flush()
     return ok
 cases = [
     (2, 3, 5, 1, [5, 6, 7], [3]*3, [1]*3, [1]*3, [1]*3),
