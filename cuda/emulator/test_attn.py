@@ -35,6 +35,11 @@ def case(W, H, N, d, nW, masked, mask_grad, seed):
     print('OK ' if ok else 'BAD', (W, H, N, d, nW, masked, mask_grad), 'tiles', (tf, tq, tk), {k: '%.1e' % v for k, v in errs.items()}); sys.stdout.flush()
     return ok
 cases = [(4, 3, 343, 16, 2, True, True), (2, 2, 70, 16, 2, True, True), (3, 2, 49, 32, 1, False, False), (2, 1, 5, 8, 2, True, False), (2, 1, 40, 64, 1, True, True), (1, 1, 1, 3, 1, False, False)]
+rng = np.random.default_rng(2026)
+for _ in range(4):  # random shapes (seeded)
+    nw = int(rng.integers(1, 4))
+    cases.append((nw * int(rng.integers(1, 3)), int(rng.integers(1, 4)), int(rng.integers(1, 90)), int(rng.integers(1, 40)), nw,
+                  bool(rng.integers(0, 2)), bool(rng.integers(0, 2))))
 res = [case(*c, seed=i) for i, c in enumerate(cases)]
 print(sum(res), 'of', len(res), 'attention cases pass')
 sys.exit(0 if all(res) else 1)

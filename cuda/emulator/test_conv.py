@@ -57,6 +57,16 @@ cases = [
     (1, 3, 2, 1, [5, 5, 5], [1]*3, [3, 2, 1], [2, 0, 1], [1]*3),
     (1, 70, 2, 1, [2, 3, 3], [1, 2, 2], [1]*3, [0]*3, [1]*3),
 ]
+# Random geometries (seeded): 1-D, 2-D and 3-D, groups, strides, paddings, dilations.
+rng = np.random.default_rng(2026)
+for _ in range(12):
+    groups = int(rng.integers(1, 4))
+    k = [int(v) for v in rng.integers(1, 4, 3)]
+    st, pad, dil = ([int(v) for v in rng.integers(lo, hi, 3)] for lo, hi in [(1, 4), (0, 3), (1, 3)])
+    inp = [dil[a] * (k[a] - 1) + 1 + int(rng.integers(0, 9)) for a in range(3)]
+    for a in range(int(rng.integers(0, 3))):  # flatten leading axes: 2-D and 1-D convolutions
+        inp[a], k[a], st[a], pad[a], dil[a] = 1, 1, 1, 0, 1
+    cases.append((int(rng.integers(1, 3)), groups * int(rng.integers(1, 5)), groups * int(rng.integers(1, 5)), groups, inp, k, st, pad, dil))
 res = [case(*c, seed=i) for i, c in enumerate(cases)]
 print(sum(res), 'of', len(res), 'conv cases pass')
 # channel bias

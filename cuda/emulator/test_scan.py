@@ -48,6 +48,11 @@ cases = [
     (1, 8, 130, 6, 4, True, True, True, True, True),
     (1, 2, 33, 1, 2, True, True, True, False, False),
 ]
+rng = np.random.default_rng(2026)
+for _ in range(4):  # random shapes and options (seeded)
+    groups = int(rng.integers(1, 4))
+    cases.append((int(rng.integers(1, 3)), groups * int(rng.integers(1, 4)), int(rng.integers(1, 100)), int(rng.integers(1, 20)), groups,
+                  *(bool(v) for v in rng.integers(0, 2, 5))))
 res = [case(*c, seed=i) for i, c in enumerate(cases)]
 print(sum(res), 'of', len(res), 'scan cases pass')
 sys.exit(0 if all(res) else 1)
