@@ -49,41 +49,44 @@ __device__ __forceinline__ void unflatten(int f, const int d[3], int c[3]) {
     c[0] = f / d[1];
 }
 
-// The flat input position that output position p reads through kernel offset k, or -1 in the padding.
-__device__ __forceinline__ int conv_source(ConvParams g, int p, int k) {
-    int pc[3], kc[3];
-    unflatten(p, g.out, pc);
-    unflatten(k, g.kernel, kc);
+// Per-axis kernel offsets k * dilation of flat kernel offset k.
+__device__ __forceinline__ void kernel_offsets(ConvParams g, int k, int off[3]) {
+    unflatten(k, g.kernel, off);
+    for (int a = 0; a < 3; ++a) off[a] *= g.dilation[a];
+}
+
+// The flat input position base + off (per axis), or -1 in the padding.
+__device__ __forceinline__ int input_at(ConvParams g, const int base[3], const int off[3]) {
     int flat = 0;
     for (int a = 0; a < 3; ++a) {
-        int i = pc[a] * g.stride[a] - g.padding[a] + kc[a] * g.dilation[a];
+        const int i = base[a] + off[a];
         if (i < 0 || i >= g.in[a]) return -1;
         flat = flat * g.in[a] + i;
     }
     return flat;
 }
 
-// The flat output position that reads input position i through kernel offset k, or -1 if none.
-__device__ __forceinline__ int conv_target(ConvParams g, int i, int k) {
-    int ic[3], kc[3];
-    unflatten(i, g.in, ic);
-    unflatten(k, g.kernel, kc);
-    int flat = 0;
-    for (int a = 0; a < 3; ++a) {
-        int t = ic[a] + g.padding[a] - kc[a] * g.dilation[a];
-        if (t < 0 || t % g.stride[a] != 0) return -1;
-        t /= g.stride[a];
-        if (t >= g.out[a]) return -1;
-        flat = flat * g.out[a] + t;
-    }
-    return flat;
+// Per-axis p * stride - padding of flat output position p: the input corner its window starts at.
+__device__ __forceinline__ void window_corner(ConvParams g, int p, int base[3]) {
+    unflatten(p, g.out, base);
+    for (int a = 0; a < 3; ++a) base[a] = base[a] * g.stride[a] - g.padding[a];
 }
 
 // C[m0.., n0..] (a BM x BN tile, clipped to M x N) = sum over r in [r_begin, r_end) of A(m, r) B(r, n),
-// then P::store(m, n, value), on the f32 units. P supplies a(m, r), b(r, n) (of type P::Elem, zero
-// outside the operand) and store(m, n, f32 value); A_M_FAST / B_R_FAST say
-// along which index its A and B are contiguous, so that consecutive threads load consecutive
-// addresses. Thread t owns rows m0 + t % 16 + 16 i and columns n0 + t / 16 + 16 j (i, j < 4).
+// then P::store(m, n, value), on the f32 units. P describes each row m, column n and reduction index r
+// once per tile or step (row(m), col(n), red(r): the index arithmetic, kept in shared memory), and
+// gathers a(row, red), b(red, col) (of type P::Elem, zero outside the operand) from them; A_M_FAST /
+// B_R_FAST say along which index its A and B are contiguous, so that consecutive threads load
+// consecutive addresses. Thread t owns rows m0 + t % 16 + 16 i and columns n0 + t / 16 + 16 j (i, j < 4).
+// The index cache of a tile (gemm_tile, gemm_tile_mma): its rows' and columns' descriptions, written
+// here (read after the first barrier of the reduction loop), and one reduction step's.
+#define TILE_INDEX_CACHE(P)                                                                        \
+    __shared__ typename P::Row rows[BM];                                                           \
+    __shared__ typename P::Col cols[BN];                                                           \
+    __shared__ typename P::Red reds[BK];                                                           \
+    for (int i = threadIdx.x; i < BM; i += GEMM_THREADS) rows[i] = prob.row(m0 + i);               \
+    for (int i = threadIdx.x; i < BN; i += GEMM_THREADS) cols[i] = prob.col(n0 + i);
+
 template <class P>
 __device__ void gemm_tile(const P& prob, int M, int N, int r_begin, int r_end, int m0, int n0) {
     __shared__ float As[BK][BM + 1];
@@ -92,16 +95,17 @@ __device__ void gemm_tile(const P& prob, int M, int N, int r_begin, int r_end, i
     float acc[4][4];
     for (int i = 0; i < 4; ++i)
         for (int j = 0; j < 4; ++j) acc[i][j] = 0.f;
+    TILE_INDEX_CACHE(P)
     for (int r0 = r_begin; r0 < r_end; r0 += BK) {
+        if (tid < BK) reds[tid] = prob.red(r0 + tid);
+        __syncthreads();
         for (int e = tid; e < BM * BK; e += GEMM_THREADS) {
             const int mi = P::A_M_FAST ? e % BM : e / BK, ri = P::A_M_FAST ? e / BM : e % BK;
-            const int m = m0 + mi, r = r0 + ri;
-            As[ri][mi] = (m < M && r < r_end) ? to_f32(prob.a(m, r)) : 0.f;
+            As[ri][mi] = (m0 + mi < M && r0 + ri < r_end) ? to_f32(prob.a(rows[mi], reds[ri])) : 0.f;
         }
         for (int e = tid; e < BN * BK; e += GEMM_THREADS) {
             const int ni = P::B_R_FAST ? e / BK : e % BN, ri = P::B_R_FAST ? e % BK : e / BN;
-            const int n = n0 + ni, r = r0 + ri;
-            Bs[ri][ni] = (n < N && r < r_end) ? to_f32(prob.b(r, n)) : 0.f;
+            Bs[ri][ni] = (n0 + ni < N && r0 + ri < r_end) ? to_f32(prob.b(reds[ri], cols[ni])) : 0.f;
         }
         __syncthreads();
 #pragma unroll
@@ -165,16 +169,17 @@ __device__ void gemm_tile_mma(const P& prob, int M, int N, int r_begin, int r_en
     float acc[4][4];
     for (int j = 0; j < 4; ++j)
         for (int i = 0; i < 4; ++i) acc[j][i] = 0.f;
+    TILE_INDEX_CACHE(P)
     for (int r0 = r_begin; r0 < r_end; r0 += BK) {
+        if (tid < BK) reds[tid] = prob.red(r0 + tid);
+        __syncthreads();
         for (int e = tid; e < BM * BK; e += GEMM_THREADS) {
             const int mi = P::A_M_FAST ? e % BM : e / BK, ri = P::A_M_FAST ? e / BM : e % BK;
-            const int m = m0 + mi, r = r0 + ri;
-            As[mi][ri] = (m < M && r < r_end) ? prob.a(m, r).bits : 0;
+            As[mi][ri] = (m0 + mi < M && r0 + ri < r_end) ? prob.a(rows[mi], reds[ri]).bits : 0;
         }
         for (int e = tid; e < BN * BK; e += GEMM_THREADS) {
             const int ni = P::B_R_FAST ? e / BK : e % BN, ri = P::B_R_FAST ? e % BK : e / BN;
-            const int n = n0 + ni, r = r0 + ri;
-            Bs[ni][ri] = (n < N && r < r_end) ? prob.b(r, n).bits : 0;
+            Bs[ni][ri] = (n0 + ni < N && r0 + ri < r_end) ? prob.b(reds[ri], cols[ni]).bits : 0;
         }
         __syncthreads();
         const int row = wm * 16 + g;
@@ -208,64 +213,146 @@ __device__ void gemm(const P& prob, int M, int N, int r_begin, int r_end, int m0
 }
 
 // Forward of sample n, group gi: A(p, (c, k)) = x[n, gCg + c, src(p, k)], B((c, k), o) = w[gOg + o, c, k].
+// Row p: its window's corner; reduction step (c, k): channel c's plane and k's offsets; column o.
 template <typename T>
 struct ForwardProblem {
     using Elem = T;
     static constexpr bool A_M_FAST = true, B_R_FAST = true;
+    struct Row {
+        int base[3];
+    };
+    struct Red {
+        int r;
+        i64 plane;
+        int off[3];
+    };
+    struct Col {
+        int o;
+    };
     ConvParams g;
     const T* x;  // sample n, channel gCg
     const T* w;  // output channel gOg
     const T* bias;  // output channel gOg, or null
     T* y;  // sample n, channel gOg
     int kvol, in_len, out_len, patch;
-    __device__ T a(int p, int r) const {
-        const int s = conv_source(g, p, r % kvol);
-        return s < 0 ? T{} : x[(i64)(r / kvol) * in_len + s];
+    __device__ Row row(int p) const {
+        Row v;
+        window_corner(g, p, v.base);
+        return v;
     }
-    __device__ T b(int r, int o) const { return w[(i64)o * patch + r]; }
+    __device__ Red red(int r) const {
+        Red v;
+        v.r = r;
+        v.plane = (i64)(r / kvol) * in_len;
+        kernel_offsets(g, r % kvol, v.off);
+        return v;
+    }
+    __device__ Col col(int o) const { return Col{o}; }
+    __device__ T a(const Row& p, const Red& r) const {
+        const int s = input_at(g, p.base, r.off);
+        return s < 0 ? T{} : x[r.plane + s];
+    }
+    __device__ T b(const Red& r, const Col& o) const { return w[(i64)o.o * patch + r.r]; }
     __device__ void store(int p, int o, float v) const {
         y[(i64)o * out_len + p] = from_f32<T>(bias ? v + to_f32(bias[o]) : v);
     }
 };
 
-// Backward data of sample n, group gi: A(i, (o, k)) = dy[n, gOg + o, p] where src(p, k) = i (else 0),
-// B((o, k), c) = w[gOg + o, c, k].
+// Backward data of sample n, group gi: A(i, (o, k)) = dy[n, gOg + o, p] where src(p, k) = i, that is
+// p = (i + padding - k dilation) / stride per axis where that divides exactly and lands inside the
+// output (else 0), B((o, k), c) = w[gOg + o, c, k]. Row i: i + padding; step (o, k): o's plane, the
+// offset of w[o, 0, k] and k's offsets; column c.
 template <typename T>
 struct BackwardDataProblem {
     using Elem = T;
     static constexpr bool A_M_FAST = true, B_R_FAST = true;
+    struct Row {
+        int shifted[3];
+    };
+    struct Red {
+        i64 plane, weight;
+        int off[3];
+    };
+    struct Col {
+        int c;
+    };
     ConvParams g;
     const T* dy;  // sample n, channel gOg
     const T* w;  // output channel gOg
     T* dx;  // sample n, channel gCg
     int kvol, in_len, out_len, cg;
-    __device__ T a(int i, int r) const {
-        const int p = conv_target(g, i, r % kvol);
-        return p < 0 ? T{} : dy[(i64)(r / kvol) * out_len + p];
+    __device__ Row row(int i) const {
+        Row v;
+        unflatten(i, g.in, v.shifted);
+        for (int a = 0; a < 3; ++a) v.shifted[a] += g.padding[a];
+        return v;
     }
-    __device__ T b(int r, int c) const { return w[((i64)(r / kvol) * cg + c) * kvol + r % kvol]; }
+    __device__ Red red(int r) const {
+        Red v;
+        const int o = r / kvol, k = r % kvol;
+        v.plane = (i64)o * out_len;
+        v.weight = (i64)o * cg * kvol + k;
+        kernel_offsets(g, k, v.off);
+        return v;
+    }
+    __device__ Col col(int c) const { return Col{c}; }
+    __device__ T a(const Row& i, const Red& r) const {
+        int flat = 0;
+        for (int a = 0; a < 3; ++a) {
+            int t = i.shifted[a] - r.off[a];
+            if (t < 0 || t % g.stride[a] != 0) return T{};
+            t /= g.stride[a];
+            if (t >= g.out[a]) return T{};
+            flat = flat * g.out[a] + t;
+        }
+        return dy[r.plane + flat];
+    }
+    __device__ T b(const Red& r, const Col& c) const { return w[r.weight + (i64)c.c * kvol]; }
     __device__ void store(int i, int c, float v) const { dx[(i64)c * in_len + i] = from_f32<T>(v); }
 };
 
 // Backward weight of group gi: A(o, (n, p)) = dy[n, gOg + o, p], B((n, p), (c, k)) = x[n, gCg + c,
-// src(p, k)]; the result goes to this split's f32 partial of dw.
+// src(p, k)]; the result goes to this split's f32 partial of dw. Row o: its plane; step (n, p): the
+// offsets of dy[n, 0, p] and x[n, 0] and p's window corner; column (c, k): c's plane and k's offsets.
 template <typename T>
 struct BackwardWeightProblem {
     using Elem = T;
     static constexpr bool A_M_FAST = false, B_R_FAST = true;
+    struct Row {
+        i64 plane;
+    };
+    struct Red {
+        i64 grad, input;
+        int base[3];
+    };
+    struct Col {
+        i64 plane;
+        int off[3];
+    };
     ConvParams g;
     const T* x;  // channel gCg of sample 0
     const T* dy;  // channel gOg of sample 0
     float* part;  // output channel gOg of this split's partial
     int kvol, in_len, out_len, patch;
-    __device__ T a(int o, int r) const {
+    __device__ Row row(int o) const { return Row{(i64)o * out_len}; }
+    __device__ Red red(int r) const {
+        Red v;
         const int n = r / out_len, p = r % out_len;
-        return dy[((i64)n * g.cout + o) * out_len + p];
+        v.grad = (i64)n * g.cout * out_len + p;
+        v.input = (i64)n * g.cin * in_len;
+        window_corner(g, p, v.base);
+        return v;
     }
-    __device__ T b(int r, int col) const {
-        const int n = r / out_len, p = r % out_len;
-        const int s = conv_source(g, p, col % kvol);
-        return s < 0 ? T{} : x[((i64)n * g.cin + col / kvol) * in_len + s];
+    __device__ Col col(int col) const {
+        Col v;
+        v.plane = (i64)(col / kvol) * in_len;
+        kernel_offsets(g, col % kvol, v.off);
+        return v;
+    }
+    __device__ T a(const Row& o, const Red& r) const { return dy[r.grad + o.plane]; }
+    __device__ T b(const Red& r, const Col& c) const {
+        const int s = input_at(g, r.base, c.off);
+        return s < 0 ? T{} : x[r.input + c.plane + s];
     }
     __device__ void store(int o, int col, float v) const { part[(i64)o * patch + col] = v; }
 };
