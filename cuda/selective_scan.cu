@@ -8,14 +8,15 @@
 //
 // The recurrence h_l = a_l h_{l-1} + b_l composes associatively: (a1, b1) then (a2, b2) is
 // (a1 a2, a2 b1 + b2). One warp runs one channel (b, d), a block SCAN_WARPS consecutive channels of
-// one sample; the sequence goes in chunks of 32 positions, one per lane: per state n a warp-shuffle
-// inclusive scan of the chunk's (a_l, b_l) gives h_l = A_l h_start + B_l, and the state at the
-// chunk's end (lane 31) is carried to the next chunk (in shared memory, one value per n).
+// one sample; the sequence goes in chunks of SCAN_CHUNK positions, SCAN_ITEMS consecutive ones per
+// lane: per state n each lane composes its positions' steps, a warp-shuffle scan of those gives the
+// state before each lane's first position, the lane runs its positions from there, and the state at
+// the chunk's end (lane 31's last) is carried to the next chunk (in shared memory, one value per n).
 //
 // Backward, from gy (the gradient reaching out) and g_last (reaching h_{L-1}): with gyl = gy silu(z),
 // the state gradient G_l = a_{l+1} G_{l+1} + gyl C_l (G of the last position adds g_last) runs in
-// reverse, the same associative scan from lane 31 down, its carry a_first G_first passed to the
-// chunk before. Then dA_n += G_l h_{l-1} a_l dt_l, dB_l += G_l dt_l u_l, dC_l += gyl h_l,
+// reverse, the same scheme mirrored (lanes composed from lane 31 down), its carry a_first G_first
+// passed to the chunk before. Then dA_n += G_l h_{l-1} a_l dt_l, dB_l += G_l dt_l u_l, dC_l += gyl h_l,
 // ddt_l = sum_n G_l (h_{l-1} a_l A_n + B_l u_l), du_l = sum_n G_l dt_l B_l + D gyl, dD += gyl u_l,
 // dz_l = gy (y_l + D u_l) silu'(z_l), ddelta = ddt dt/ddelta, dbias += ddelta. The backward first
 // re-runs the forward to store each chunk's start state (recomputation: the forward keeps nothing),
@@ -24,6 +25,8 @@
 // others warp-reduced first).
 
 #define SCAN_WARPS 4
+#define SCAN_ITEMS 4
+#define SCAN_CHUNK (32 * SCAN_ITEMS)
 #define FULL_MASK 0xffffffffu
 
 struct ScanParams {
@@ -106,27 +109,59 @@ __device__ __forceinline__ ScanChannel scan_channel(ScanParams s) {
     return c;
 }
 
-// Runs the chunk starting at l0 forward from carry (updated to the chunk's end state); returns
-// sum_n C h_l + D u_l for the lane's position (0 past the end). With starts, first stores the
-// chunk's start state there.
+// Lane's positions of the chunk from l0: l0 + ITEMS lane + i, i < ITEMS.
 template <typename T>
-__device__ float scan_chunk_forward(ScanParams s, ScanChannel ch, ScanPosition p, int l, const float* A,
-                                    const T* B, const T* C, const float* D, float* carry, float* starts) {
+__device__ __forceinline__ void scan_positions(ScanParams s, const T* u, const T* delta, const T* z, float bias,
+                                               i64 row, int l, ScanPosition (&p)[SCAN_ITEMS]) {
+#pragma unroll
+    for (int i = 0; i < SCAN_ITEMS; ++i) p[i] = scan_position(s, u, delta, z, bias, row, l + i);
+}
+
+// The state before the lane's first position, from the state h0 before the chunk and the lane's own
+// composed step (a, b): an inclusive scan over the lanes, shifted by one lane.
+__device__ __forceinline__ float lane_start(float a, float b, float h0) {
+    scan_lanes_up(a, b);
+    const float pa = __shfl_up_sync(FULL_MASK, a, 1), pb = __shfl_up_sync(FULL_MASK, b, 1);
+    return threadIdx.x % 32 == 0 ? h0 : fmaf(pa, h0, pb);
+}
+
+// Runs the chunk whose lane positions start at l forward from carry (updated to the chunk's end
+// state); out[i] = sum_n C h + D u at the lane's positions (0 past the end). With starts, first
+// stores the chunk's start state there.
+template <typename T>
+__device__ void scan_chunk_forward(ScanParams s, ScanChannel ch, const ScanPosition (&p)[SCAN_ITEMS], int l,
+                                   const float* A, const T* B, const T* C, const float* D, float* carry,
+                                   float* starts, float (&out)[SCAN_ITEMS]) {
     const int lane = threadIdx.x % 32;
     if (starts)
         for (int n = lane; n < s.state; n += 32) starts[n] = carry[n];
-    float acc = 0.f;
+#pragma unroll
+    for (int i = 0; i < SCAN_ITEMS; ++i) out[i] = 0.f;
     for (int n = 0; n < s.state; ++n) {
-        float a = expf(p.dt * A[(i64)ch.d * s.state + n]);
-        float b = p.valid ? p.dt * to_f32(B[ch.grow + (i64)n * s.len + l]) * p.u : 0.f;
-        scan_lanes_up(a, b);
-        const float h = fmaf(a, carry[n], b);
-        if (p.valid) acc = fmaf(to_f32(C[ch.grow + (i64)n * s.len + l]), h, acc);
+        const float a_n = A[(i64)ch.d * s.state + n];
+        const i64 at = ch.grow + (i64)n * s.len + l;
+        float a[SCAN_ITEMS], b[SCAN_ITEMS], ca = 1.f, cb = 0.f;
+#pragma unroll
+        for (int i = 0; i < SCAN_ITEMS; ++i) {
+            a[i] = expf(p[i].dt * a_n);
+            b[i] = p[i].valid ? p[i].dt * to_f32(B[at + i]) * p[i].u : 0.f;
+            cb = fmaf(a[i], cb, b[i]);
+            ca *= a[i];
+        }
+        float h = lane_start(ca, cb, carry[n]);
+#pragma unroll
+        for (int i = 0; i < SCAN_ITEMS; ++i) {
+            h = fmaf(a[i], h, b[i]);
+            if (p[i].valid) out[i] = fmaf(to_f32(C[at + i]), h, out[i]);
+        }
+        const float end = __shfl_sync(FULL_MASK, h, 31);
         __syncwarp();
-        if (lane == 31) carry[n] = h;
+        if (lane == 0) carry[n] = end;
         __syncwarp();
     }
-    return p.valid && D ? fmaf(D[ch.d], p.u, acc) : acc;
+#pragma unroll
+    for (int i = 0; i < SCAN_ITEMS; ++i)
+        if (p[i].valid && D) out[i] = fmaf(D[ch.d], p[i].u, out[i]);
 }
 
 template <typename T>
@@ -140,11 +175,15 @@ __device__ void scan_forward(ScanParams s, const T* u, const T* delta, const flo
     for (int n = lane; n < s.state; n += 32) carry[n] = 0.f;
     __syncwarp();
     const float bias = delta_bias ? delta_bias[ch.d] : 0.f;
-    for (int l0 = 0; l0 < s.len; l0 += 32) {
-        const int l = l0 + lane;
-        const ScanPosition p = scan_position(s, u, delta, z, bias, ch.row, l);
-        const float out = scan_chunk_forward(s, ch, p, l, A, B, C, D, carry, nullptr);
-        if (p.valid) y[ch.row + l] = from_f32<T>(out * p.gate);
+    for (int l0 = 0; l0 < s.len; l0 += SCAN_CHUNK) {
+        const int l = l0 + lane * SCAN_ITEMS;
+        ScanPosition p[SCAN_ITEMS];
+        float out[SCAN_ITEMS];
+        scan_positions(s, u, delta, z, bias, ch.row, l, p);
+        scan_chunk_forward(s, ch, p, l, A, B, C, D, carry, nullptr, out);
+#pragma unroll
+        for (int i = 0; i < SCAN_ITEMS; ++i)
+            if (p[i].valid) y[ch.row + l + i] = from_f32<T>(out[i] * p[i].gate);
     }
     for (int n = lane; n < s.state; n += 32) last_state[((i64)ch.b * s.dim + ch.d) * s.state + n] = carry[n];
 }
@@ -164,7 +203,7 @@ __device__ void scan_backward(ScanParams s, const T* u, const T* delta, const fl
     float* carry = scan_shared + warp * s.state;
     float* gcarry = scan_shared + (SCAN_WARPS + warp) * s.state;
     const i64 chan = (i64)ch.b * s.dim + ch.d;
-    const int chunks = (s.len + 31) / 32;
+    const int chunks = (s.len + SCAN_CHUNK - 1) / SCAN_CHUNK;
     float* my_starts = starts + chan * chunks * s.state;
     for (int n = lane; n < s.state; n += 32) {
         carry[n] = 0.f;
@@ -174,42 +213,81 @@ __device__ void scan_backward(ScanParams s, const T* u, const T* delta, const fl
     const float bias = delta_bias ? delta_bias[ch.d] : 0.f;
     // Pass 1: the state at the start of every chunk.
     for (int k = 0; k < chunks; ++k) {
-        const int l = k * 32 + lane;
-        const ScanPosition p = scan_position(s, u, delta, z, bias, ch.row, l);
-        scan_chunk_forward(s, ch, p, l, A, B, C, D, carry, my_starts + (i64)k * s.state);
+        const int l = k * SCAN_CHUNK + lane * SCAN_ITEMS;
+        ScanPosition p[SCAN_ITEMS];
+        float out[SCAN_ITEMS];
+        scan_positions(s, u, delta, z, bias, ch.row, l, p);
+        scan_chunk_forward(s, ch, p, l, A, B, C, D, carry, my_starts + (i64)k * s.state, out);
     }
     __syncwarp();
-    // Pass 2: the chunks in reverse.
+    // Pass 2: the chunks in reverse. Per state n: h forward from the chunk's start (h_prev the state
+    // before each position), then the state gradient G backward: G_i = alpha_i G_{i+1} + gyl_i C_i with
+    // alpha_i the decay of the next position (1 after the chunk's last, where gcarry enters).
     float d_skip = 0.f, d_bias = 0.f;
     for (int k = chunks - 1; k >= 0; --k) {
-        const int l = k * 32 + lane;
-        const ScanPosition p = scan_position(s, u, delta, z, bias, ch.row, l);
-        const float g_out = p.valid ? to_f32(gy[ch.row + l]) : 0.f, gyl = g_out * p.gate;
+        const int l = k * SCAN_CHUNK + lane * SCAN_ITEMS;
+        ScanPosition p[SCAN_ITEMS];
+        scan_positions(s, u, delta, z, bias, ch.row, l, p);
+        float g_out[SCAN_ITEMS], gyl[SCAN_ITEMS], y[SCAN_ITEMS], gdt[SCAN_ITEMS], gu[SCAN_ITEMS];
+#pragma unroll
+        for (int i = 0; i < SCAN_ITEMS; ++i) {
+            g_out[i] = p[i].valid ? to_f32(gy[ch.row + l + i]) : 0.f;
+            gyl[i] = g_out[i] * p[i].gate;
+            y[i] = gdt[i] = gu[i] = 0.f;
+        }
         const float* h_start = my_starts + (i64)k * s.state;
-        float y = 0.f, gdt = 0.f, gu = 0.f;
         for (int n = 0; n < s.state; ++n) {
             const float a_n = A[(i64)ch.d * s.state + n];
             const i64 at = ch.grow + (i64)n * s.len + l;
-            const float bn = p.valid ? to_f32(B[at]) : 0.f, cn = p.valid ? to_f32(C[at]) : 0.f;
-            const float decay = expf(p.dt * a_n);
-            float ha = decay, hb = p.dt * bn * p.u;
-            scan_lanes_up(ha, hb);
-            const float h = fmaf(ha, h_start[n], hb);
-            float h_prev = __shfl_up_sync(FULL_MASK, h, 1);
-            if (lane == 0) h_prev = h_start[n];
-            y = fmaf(cn, h, y);
-            float ga = __shfl_down_sync(FULL_MASK, decay, 1), gb = gyl * cn;
-            if (lane == 31) ga = 1.f;
-            scan_lanes_down(ga, gb);
-            const float G = fmaf(ga, gcarry[n], gb);
-            gdt = fmaf(G, h_prev * decay * a_n + bn * p.u, gdt);
-            gu = fmaf(G, p.dt * bn, gu);
-            const float da = warp_sum(G * h_prev * decay * p.dt);
-            if (p.valid) {
-                atomicAdd(dB + at, G * p.dt * p.u);
-                atomicAdd(dC + at, gyl * h);
+            float decay[SCAN_ITEMS], bn[SCAN_ITEMS], cn[SCAN_ITEMS], hb[SCAN_ITEMS], ca = 1.f, cb = 0.f;
+#pragma unroll
+            for (int i = 0; i < SCAN_ITEMS; ++i) {
+                bn[i] = p[i].valid ? to_f32(B[at + i]) : 0.f;
+                cn[i] = p[i].valid ? to_f32(C[at + i]) : 0.f;
+                decay[i] = expf(p[i].dt * a_n);
+                hb[i] = p[i].dt * bn[i] * p[i].u;
+                cb = fmaf(decay[i], cb, hb[i]);
+                ca *= decay[i];
             }
-            const float next = __shfl_sync(FULL_MASK, decay * G, 0);
+            float h_prev[SCAN_ITEMS], h[SCAN_ITEMS];
+            float hh = lane_start(ca, cb, h_start[n]);
+#pragma unroll
+            for (int i = 0; i < SCAN_ITEMS; ++i) {
+                h_prev[i] = hh;
+                hh = fmaf(decay[i], hh, hb[i]);
+                h[i] = hh;
+                y[i] = fmaf(cn[i], h[i], y[i]);
+            }
+            // alpha of the lane's last position: the next lane's first decay (1 for lane 31).
+            float alpha_last = __shfl_down_sync(FULL_MASK, decay[0], 1);
+            if (lane == 31) alpha_last = 1.f;
+            float ra = 1.f, rb = 0.f;  // the lane's steps composed: G_first = ra X + rb
+#pragma unroll
+            for (int i = SCAN_ITEMS - 1; i >= 0; --i) {
+                const float alpha = i == SCAN_ITEMS - 1 ? alpha_last : decay[i + 1];
+                rb = fmaf(alpha, rb, gyl[i] * cn[i]);
+                ra *= alpha;
+            }
+            scan_lanes_down(ra, rb);
+            const float g_first = fmaf(ra, gcarry[n], rb);  // G at the lane's first position
+            float x = __shfl_down_sync(FULL_MASK, g_first, 1);  // G at the next lane's first position
+            if (lane == 31) x = gcarry[n];
+            float da = 0.f, G = x;
+#pragma unroll
+            for (int i = SCAN_ITEMS - 1; i >= 0; --i) {
+                const float alpha = i == SCAN_ITEMS - 1 ? alpha_last : decay[i + 1];
+                G = fmaf(alpha, G, gyl[i] * cn[i]);
+                gdt[i] = fmaf(G, h_prev[i] * decay[i] * a_n + bn[i] * p[i].u, gdt[i]);
+                gu[i] = fmaf(G, p[i].dt * bn[i], gu[i]);
+                da = fmaf(G * h_prev[i], decay[i] * p[i].dt, da);
+                if (p[i].valid) {
+                    atomicAdd(dB + at + i, G * p[i].dt * p[i].u);
+                    atomicAdd(dC + at + i, gyl[i] * h[i]);
+                }
+            }
+            // G now holds the lane's first position's: the chunk's carry is lane 0's decay[0] G.
+            da = warp_sum(da);
+            const float next = __shfl_sync(FULL_MASK, decay[0] * G, 0);
             __syncwarp();
             if (lane == 0) {
                 atomicAdd(dA + (i64)ch.d * s.state + n, da);
@@ -217,13 +295,15 @@ __device__ void scan_backward(ScanParams s, const T* u, const T* delta, const fl
             }
             __syncwarp();
         }
-        if (p.valid) {
+#pragma unroll
+        for (int i = 0; i < SCAN_ITEMS; ++i) {
+            if (!p[i].valid) continue;
             const float dd = D ? D[ch.d] : 0.f;
-            if (z) dz[ch.row + l] = from_f32<T>(g_out * (y + dd * p.u) * p.dgate);
-            du[ch.row + l] = from_f32<T>(fmaf(dd, gyl, gu));
-            ddelta[ch.row + l] = from_f32<T>(gdt * p.ddt);
-            d_skip = fmaf(gyl, p.u, d_skip);
-            d_bias = fmaf(gdt, p.ddt, d_bias);
+            if (z) dz[ch.row + l + i] = from_f32<T>(g_out[i] * (y[i] + dd * p[i].u) * p[i].dgate);
+            du[ch.row + l + i] = from_f32<T>(fmaf(dd, gyl[i], gu[i]));
+            ddelta[ch.row + l + i] = from_f32<T>(gdt[i] * p[i].ddt);
+            d_skip = fmaf(gyl[i], p[i].u, d_skip);
+            d_bias = fmaf(gdt[i], p[i].ddt, d_bias);
         }
     }
     d_skip = warp_sum(d_skip);

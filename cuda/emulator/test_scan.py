@@ -28,7 +28,7 @@ def case(batch, dim, L, N, G, softplus, hasD, hasZ, hasB, hasGL, seed):
     gx = cdiv(dim, 4)
     lib.scan_fwd(P(s), P(u), P(delta), P(A), P(B), P(C), P(D), P(z), P(db), P(yo), P(last), gx, batch)
     errs = {'y': rel(yo, y.detach().numpy()), 'last': rel(last, h.detach().numpy())}
-    chunks = cdiv(L, 32)
+    chunks = cdiv(L, 128)
     starts = np.full(batch * dim * chunks * N, np.nan, np.float32)
     du, ddelta = np.full(u.shape, np.nan, np.float32), np.full(u.shape, np.nan, np.float32)
     dz = np.full(u.shape, np.nan, np.float32) if hasZ else None
@@ -46,6 +46,7 @@ cases = [
     (2, 4, 100, 8, 2, True, True, False, False, True),
     (1, 3, 1, 4, 1, True, False, True, True, False),
     (1, 8, 130, 6, 4, True, True, True, True, True),
+    (1, 4, 300, 4, 2, True, True, True, True, True),
     (1, 2, 33, 1, 2, True, True, True, False, False),
 ]
 rng = np.random.default_rng(2026)

@@ -13,8 +13,8 @@ use crate::cpu::selective_scan::ScanShape;
 
 /// Channels per block (warps), as `SCAN_WARPS` in the kernel.
 const WARPS: usize = 4;
-/// Positions per chunk (one per lane).
-const CHUNK: usize = 32;
+/// Positions per chunk (`SCAN_CHUNK`: 4 per lane).
+const CHUNK: usize = 128;
 /// The largest state the kernels' shared memory takes (two rows per warp in the backward).
 pub const MAX_STATE: usize = 1024;
 
