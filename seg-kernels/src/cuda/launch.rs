@@ -1,10 +1,9 @@
 //! What every launcher shares: the element types the kernels are instantiated for, argument checks
 //! (made before any CUDA call), and the launch itself.
 
-use cudarc::driver::{DeviceRepr, DriverError, LaunchArgs, LaunchConfig, ValidAsZeroBits};
+use cudarc::driver::{CudaFunction, DeviceRepr, DriverError, LaunchArgs, LaunchConfig, ValidAsZeroBits};
 
 use super::{CudaError, Gpu, Source};
-use cudarc::driver::CudaFunction;
 
 /// A storage type of the kernels: `f32`, `half::f16` or `half::bf16`; kernels compute in f32.
 pub trait CudaFloat: DeviceRepr + ValidAsZeroBits + Copy + Unpin + Send + Sync + 'static {
