@@ -23,6 +23,30 @@ void conv_bwd_weight(const int* g, const float* x, const float* dy, float* part,
     }
 CONV_HALF(f16, f16)
 CONV_HALF(bf16, bf16)
+#define ATTN_SCAN_HALF(T, S)                                                                                     \
+    void attn_all_##S(const int* a_f, const int* a_dq, const int* a_dkv, const T* qkv, const T* bias, const T* mask, \
+                      T* out, float* lse, const T* dout, float* dvec, T* dqkv, float* dbias, float* dmask,         \
+                      const unsigned* grids) {                                                                  \
+        AttnParams f = from<AttnParams>(a_f), p = from<AttnParams>(a_dq), q = from<AttnParams>(a_dkv);             \
+        launch({grids[0], grids[3]}, {128}, [&] { window_attention_forward_##S(f, qkv, bias, mask, out, lse); });   \
+        launch({5}, {256}, [&] { window_attention_row_dot_##S(p, out, dout, dvec); });                            \
+        launch({grids[1], grids[3]}, {128},                                                                     \
+               [&] { window_attention_backward_dq_##S(p, qkv, bias, mask, lse, dout, dvec, dqkv, dbias, dmask); }); \
+        launch({grids[2], grids[3]}, {128},                                                                     \
+               [&] { window_attention_backward_dkv_##S(q, qkv, bias, mask, lse, dout, dvec, dqkv); });             \
+    }                                                                                                           \
+    void scan_all_##S(const int* s, const T* u, const T* delta, const float* A, const T* B, const T* C,          \
+                      const float* D, const T* z, const float* db, T* y, float* last, const T* gy, const float* gl, \
+                      float* starts, T* du, T* ddelta, T* dz, float* dA, float* dB, float* dC, float* dD, float* ddb, \
+                      unsigned gx, unsigned gyy) {                                                              \
+        ScanParams p = from<ScanParams>(s);                                                                     \
+        launch({gx, gyy}, {128}, [&] { selective_scan_forward_##S(p, u, delta, A, B, C, D, z, db, y, last); });    \
+        launch({gx, gyy}, {128}, [&] {                                                                          \
+            selective_scan_backward_##S(p, u, delta, A, B, C, D, z, db, gy, gl, starts, du, ddelta, dz, dA, dB, dC, dD, ddb); \
+        });                                                                                                     \
+    }
+ATTN_SCAN_HALF(f16, f16)
+ATTN_SCAN_HALF(bf16, bf16)
 void bias_add(float* y, const float* b, int c, long long plane, long long len) {
     launch({3}, {256}, [&] { add_channel_bias_f32(y, b, c, plane, len); });
 }

@@ -33,6 +33,31 @@ def case(W, H, N, d, nW, masked, mask_grad, seed):
     if dmask is not None: errs['dmask'] = rel(dmask, mt.grad.numpy())
     ok = all(e < 1e-5 for e in errs.values())
     print('OK ' if ok else 'BAD', (W, H, N, d, nW, masked, mask_grad), 'tiles', (tf, tq, tk), {k: '%.1e' % v for k, v in errs.items()}); sys.stdout.flush()
+    # The half types, with the tolerances of seg-kernels/tests/cuda_kernels.rs: the output's, twice
+    # that for the gradients, against the reference on the rounded inputs.
+    grids = np.array([W * cdiv(N, tf), W * cdiv(N, tq), W * cdiv(N, tk), H], np.uint32)
+    for name, dtype, tol in [('f16', torch.float16, 5e-3), ('bf16', torch.bfloat16, 2e-2)]:
+        to16 = lambda a: torch.tensor(a).to(dtype).view(torch.int16).numpy().view(np.uint16).copy()
+        back = lambda h: torch.from_numpy(h.view(np.int16).copy()).view(dtype).to(torch.float64)
+        qh, bh, mh, doh = map(to16, (qkv, bias, mask, dout))
+        qt, bt, mt = (back(v).requires_grad_() for v in (qh, bh, mh))
+        q, k, v = qt[:, :, 0].transpose(1, 2), qt[:, :, 1].transpose(1, 2), qt[:, :, 2].transpose(1, 2)
+        sc = scale * q @ k.transpose(-1, -2) + bt[None]
+        if masked: sc = sc + mt.repeat(W // nW, 1, 1)[:, None]
+        lse_ref = torch.logsumexp(sc, -1); o = (torch.softmax(sc, -1) @ v).transpose(1, 2)
+        (o * back(doh)).sum().backward()
+        outh, dqh = np.full_like(doh, 0x7fff), np.full_like(qh, 0x7fff)
+        lseo = np.full((W, H, N), np.nan, np.float32); dvec = np.full(W * H * N, np.nan, np.float32)
+        dbias = np.zeros(bias.shape, np.float32); dmask = np.zeros(mask.shape, np.float32) if masked and mask_grad else None
+        getattr(lib, 'attn_all_' + name)(P(params(W, H, N, d, nW, masked, scale, tf)), P(params(W, H, N, d, nW, masked, scale, tq)),
+                                         P(params(W, H, N, d, nW, masked, scale, tk)), P(qh), P(bh), P(mh if masked else None), P(outh),
+                                         P(lseo), P(doh), P(dvec), P(dqh), P(dbias), P(dmask), P(grids))
+        e = {'out': rel(back(outh).numpy(), o.detach().numpy()), 'lse': rel(lseo, lse_ref.detach().numpy()),
+             'dqkv': rel(back(dqh).numpy(), qt.grad.numpy()), 'dbias': rel(dbias, bt.grad.numpy())}
+        if dmask is not None: e['dmask'] = rel(dmask, mt.grad.numpy())
+        good = e['out'] < tol and e['lse'] < 1e-5 and all(e[k] < 2 * tol for k in e if k not in ('out', 'lse'))
+        ok = ok and good
+        print('  OK ' if good else '  BAD', name, {k: '%.1e' % v for k, v in e.items()}); sys.stdout.flush()
     return ok
 cases = [(4, 3, 343, 16, 2, True, True), (2, 2, 70, 16, 2, True, True), (3, 2, 49, 32, 1, False, False), (2, 1, 5, 8, 2, True, False), (2, 1, 40, 64, 1, True, True), (1, 1, 1, 3, 1, False, False)]
 rng = np.random.default_rng(2026)

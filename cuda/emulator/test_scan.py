@@ -39,6 +39,41 @@ def case(batch, dim, L, N, G, softplus, hasD, hasZ, hasB, hasGL, seed):
         if mine is not None: errs[name] = rel(mine, ref.grad.numpy())
     ok = all(e < 1e-5 for e in errs.values())
     print('OK ' if ok else 'BAD', (batch, dim, L, N, G, softplus, hasD, hasZ, hasB, hasGL), {k: '%.1e' % v for k, v in errs.items()}); sys.stdout.flush()
+    # bf16 storage (u, delta, B, C, z, gy and the T outputs), with the tolerance of
+    # seg-kernels/tests/cuda_kernels.rs, against the reference on the rounded inputs.
+    to16 = lambda a: None if a is None else torch.tensor(a).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16).copy()
+    back = lambda h: None if h is None else torch.from_numpy(h.view(np.int16).copy()).view(torch.bfloat16).to(torch.float64)
+    uh, deltah, Bh, Ch, zh, gyh = map(to16, (u, delta, B, C, z, gy))
+    R = lambda a: None if a is None else a.requires_grad_()
+    ut, dt_, Bt, Ct, zt = map(R, map(back, (uh, deltah, Bh, Ch, zh)))
+    At, Dt, dbt = (None if a is None else torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in (A, D, db))
+    dt = dt_ + dbt[None, :, None] if hasB else dt_
+    if softplus: dt = torch.where(dt > 20, dt, torch.log1p(torch.exp(dt)))
+    Bx, Cx = Bt.repeat_interleave(dim // G, 1), Ct.repeat_interleave(dim // G, 1)
+    h = torch.zeros(batch, dim, N, dtype=torch.float64); ys = []
+    for l in range(L):
+        h = torch.exp(dt[:, :, l, None] * At) * h + dt[:, :, l, None] * Bx[:, :, :, l] * ut[:, :, l, None]
+        ys.append((h * Cx[:, :, :, l]).sum(-1))
+    y = torch.stack(ys, -1)
+    if hasD: y = y + Dt[None, :, None] * ut
+    if hasZ: y = y * torch.nn.functional.silu(zt)
+    ((y * back(gyh)).sum() + ((h * torch.tensor(gl, dtype=torch.float64)).sum() if hasGL else 0)).backward()
+    yh, last = np.full_like(uh, 0x7fff), np.full((batch, dim, N), np.nan, np.float32)
+    duh, ddh = np.full_like(uh, 0x7fff), np.full_like(uh, 0x7fff)
+    dzh = np.full_like(uh, 0x7fff) if hasZ else None
+    dA, dB, dC = np.zeros(A.shape, np.float32), np.zeros(B.shape, np.float32), np.zeros(C.shape, np.float32)
+    dD = np.zeros(dim, np.float32) if hasD else None; ddb = np.zeros(dim, np.float32) if hasB else None
+    lib.scan_all_bf16(P(s), P(uh), P(deltah), P(A), P(Bh), P(Ch), P(D), P(zh), P(db), P(yh), P(last), P(gyh), P(gl), P(starts),
+                      P(duh), P(ddh), P(dzh), P(dA), P(dB), P(dC), P(dD), P(ddb), gx, batch)
+    e = {'y': rel(back(yh).numpy(), y.detach().numpy()), 'last': rel(last, h.detach().numpy()),
+         'du': rel(back(duh).numpy(), ut.grad.numpy()), 'ddelta': rel(back(ddh).numpy(), dt_.grad.numpy()),
+         'dA': rel(dA, At.grad.numpy()), 'dB': rel(dB, Bt.grad.numpy()), 'dC': rel(dC, Ct.grad.numpy())}
+    if hasD: e['dD'] = rel(dD, Dt.grad.numpy())
+    if hasZ: e['dz'] = rel(back(dzh).numpy(), zt.grad.numpy())
+    if hasB: e['ddb'] = rel(ddb, dbt.grad.numpy())
+    good = all(v < 2e-2 for v in e.values())
+    ok = ok and good
+    print('  OK ' if good else '  BAD', 'bf16', {k: '%.1e' % v for k, v in e.items()}); sys.stdout.flush()
     return ok
 cases = [
     (2, 6, 37, 5, 3, True, True, True, True, True),
