@@ -15,9 +15,19 @@ pub enum CudaError {
     Compile { source: String, arch: String, log: String },
     /// A driver or cuBLAS call failed.
     Call { what: String, message: String },
+    /// A launcher was given arguments that do not fit (sizes, geometry); found before any CUDA call.
+    Argument { op: String, message: String },
 }
 
 impl CudaError {
+    /// Bad arguments to launcher `op`.
+    pub fn argument(op: &str, message: impl Into<String>) -> Self {
+        CudaError::Argument {
+            op: op.to_string(),
+            message: message.into(),
+        }
+    }
+
     /// A failed driver or library call `what`.
     pub fn call(what: &str, err: impl fmt::Debug) -> Self {
         CudaError::Call {
@@ -43,6 +53,7 @@ impl fmt::Display for CudaError {
                 write!(f, "NVRTC could not compile {source} for {arch} cleanly:\n{log}")
             }
             CudaError::Call { what, message } => write!(f, "{what} failed: {message}"),
+            CudaError::Argument { op, message } => write!(f, "{op}: {message}"),
         }
     }
 }

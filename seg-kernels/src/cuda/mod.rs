@@ -5,11 +5,16 @@
 //! libnvrtc first and returns a [`CudaError`] that says which one is absent.
 
 mod compile;
+pub mod conv;
 mod error;
 mod gpu;
+mod launch;
+pub mod selective_scan;
 mod sources;
+pub mod window_attention;
 
 pub use compile::{compile, nvrtc_present, Compiled};
 pub use error::CudaError;
 pub use gpu::Gpu;
-pub use sources::{Source, SOURCES};
+pub use launch::CudaFloat;
+pub use sources::{Source, CONV, SELECTIVE_SCAN, SOURCES, WINDOW_ATTENTION};

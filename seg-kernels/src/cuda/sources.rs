@@ -28,4 +28,7 @@ macro_rules! sources {
 
 sources! {
     ELEMENTWISE = "elementwise.cu",
+    CONV = "conv.cu",
+    SELECTIVE_SCAN = "selective_scan.cu",
+    WINDOW_ATTENTION = "window_attention.cu",
 }

@@ -1,0 +1,88 @@
+//! What every launcher shares: the element types the kernels are instantiated for, argument checks
+//! (made before any CUDA call), and the launch itself.
+
+use cudarc::driver::{CudaFunction, DeviceRepr, DriverError, LaunchArgs, LaunchConfig, ValidAsZeroBits};
+
+use super::{CudaError, Gpu, Source};
+
+/// A storage type of the kernels: `f32`, `half::f16` or `half::bf16`; kernels compute in f32.
+pub trait CudaFloat: DeviceRepr + ValidAsZeroBits + Copy + Unpin + Send + Sync + 'static {
+    /// The suffix of the kernels' names for this type (`conv_forward_bf16`, ...).
+    const SUFFIX: &'static str;
+}
+
+impl CudaFloat for f32 {
+    const SUFFIX: &'static str = "f32";
+}
+impl CudaFloat for half::f16 {
+    const SUFFIX: &'static str = "f16";
+}
+impl CudaFloat for half::bf16 {
+    const SUFFIX: &'static str = "bf16";
+}
+
+/// Kernel `base_<T::SUFFIX>` of `source`.
+pub(crate) fn typed_function<T: CudaFloat>(
+    gpu: &Gpu,
+    source: &'static Source,
+    base: &str,
+) -> Result<CudaFunction, CudaError> {
+    gpu.function(source, &format!("{base}_{}", T::SUFFIX))
+}
+
+/// Checks that buffer `what` of `op` holds `expected` values.
+pub(crate) fn check_len(op: &str, what: &str, found: usize, expected: usize) -> Result<(), CudaError> {
+    if found == expected {
+        Ok(())
+    } else {
+        Err(CudaError::argument(
+            op,
+            format!("{what} holds {found} values, expected {expected}"),
+        ))
+    }
+}
+
+/// `value` as the kernels' `int`, or an error naming `what` when it does not fit.
+pub(crate) fn to_i32(op: &str, what: &str, value: usize) -> Result<i32, CudaError> {
+    i32::try_from(value).map_err(|_| {
+        CudaError::argument(
+            op,
+            format!(
+                "{what} = {value} exceeds the kernels' 32-bit index range ({})",
+                i32::MAX
+            ),
+        )
+    })
+}
+
+/// Checks a grid dimension against CUDA's limit (`limit` blocks; 65535 for y and z).
+pub(crate) fn check_grid(op: &str, what: &str, blocks: usize, limit: usize) -> Result<u32, CudaError> {
+    if blocks <= limit {
+        Ok(blocks as u32)
+    } else {
+        Err(CudaError::argument(
+            op,
+            format!("{what} needs {blocks} blocks along one grid axis, at most {limit}"),
+        ))
+    }
+}
+
+/// Launches the kernel that `args` was built for.
+///
+/// # Safety
+/// The arguments pushed into `args` match the kernel's parameters in number, order and type, and
+/// every buffer holds what the kernel reads and writes under `config`.
+pub(crate) unsafe fn launch(name: &str, args: &mut LaunchArgs, config: LaunchConfig) -> Result<(), CudaError> {
+    args.launch(config)
+        .map(|_| ())
+        .map_err(|e: DriverError| CudaError::call(&format!("launch {name}"), e))
+}
+
+/// A grid-stride launch over `len` elements (256 threads a block, at most 65536 blocks).
+pub(crate) fn grid_stride(len: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (len.div_ceil(256).clamp(1, 65536) as u32, 1, 1),
+        block_dim: (256, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
