@@ -236,7 +236,12 @@ mod tests {
                 expected.extend(["norm.weight", "norm.bias"].map(|n| format!("{layer}.{n}")));
                 expected.extend(["in_proj.weight", "out_proj.weight"].map(|n| format!("{layer}.mamba.{n}")));
                 for s in ["", "_b", "_s"] {
-                    for n in ["conv1d{s}.weight", "conv1d{s}.bias", "x_proj{s}.weight", "dt_proj{s}.weight"] {
+                    for n in [
+                        "conv1d{s}.weight",
+                        "conv1d{s}.bias",
+                        "x_proj{s}.weight",
+                        "dt_proj{s}.weight",
+                    ] {
                         expected.push(format!("{layer}.mamba.{}", n.replace("{s}", s)));
                     }
                     for n in ["dt_proj{s}.bias", "A{s}_log", "D{s}"] {
@@ -262,13 +267,19 @@ mod tests {
     #[test]
     fn forward_backward_shapes_and_bad_input() {
         let net = SegMamba::new(small(), 1).unwrap();
-        let x = Tensor::randn(&[2, 2, 16, 32, 16], 2, DType::F32).unwrap().requires_grad();
+        let x = Tensor::randn(&[2, 2, 16, 32, 16], 2, DType::F32)
+            .unwrap()
+            .requires_grad();
         let y = net.forward(&x).unwrap();
         assert_eq!(y.shape(), &[2, 3, 16, 32, 16]);
         let grads = y.sum_all().unwrap().backward().unwrap();
         assert_eq!(grads.get(&x).unwrap().shape(), x.shape());
         for (name, p) in net.named_parameters() {
-            assert_eq!(grads.get(&p).map(|g| g.shape().to_vec()), Some(p.shape().to_vec()), "{name}");
+            assert_eq!(
+                grads.get(&p).map(|g| g.shape().to_vec()),
+                Some(p.shape().to_vec()),
+                "{name}"
+            );
         }
         let odd = Tensor::zeros(&[1, 2, 16, 24, 16], DType::F32);
         assert!(net.forward(&odd).unwrap_err().to_string().contains("multiples of 16"));
@@ -277,13 +288,19 @@ mod tests {
         bad.num_slices[0] = 3;
         let net = SegMamba::new(bad, 0).unwrap();
         let x = Tensor::zeros(&[1, 2, 16, 16, 16], DType::F32);
-        assert!(net.forward(&x).unwrap_err().to_string().contains("multiple of nslices 3"));
+        assert!(net
+            .forward(&x)
+            .unwrap_err()
+            .to_string()
+            .contains("multiple of nslices 3"));
     }
 
     #[test]
     fn default_parameter_count() {
         for (classes, expected) in [(2, 67_362_674), (4, 67_362_772)] {
-            let n = SegMamba::new(SegMambaConfig::new(1, classes), 0).unwrap().num_parameters();
+            let n = SegMamba::new(SegMambaConfig::new(1, classes), 0)
+                .unwrap()
+                .num_parameters();
             println!("SegMamba default (in 1, out {classes}): {n} parameters");
             assert_eq!(n, expected);
         }

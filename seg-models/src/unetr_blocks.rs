@@ -103,8 +103,14 @@ impl Module for UnetrUpBlock {
     }
 }
 
-
 /// MONAI's `UnetOutBlock`: a 1x1(x1) convolution with bias (`conv.conv.*`).
 pub(crate) fn out_block(dims: usize, in_channels: usize, out_channels: usize, seed: u64) -> Result<Conv> {
-    Conv::new(in_channels, out_channels, &vec![1; dims], conv_options(0, 1), true, seed)
+    Conv::new(
+        in_channels,
+        out_channels,
+        &vec![1; dims],
+        conv_options(0, 1),
+        true,
+        seed,
+    )
 }
