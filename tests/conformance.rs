@@ -54,6 +54,7 @@ const IMPLEMENTED: &[&str] = &[
     "plain_conv_unet",
     "umamba_bot",
     "umamba_enc",
+    "segmamba",
     "sliding_window_inference",
     "dice_loss",
     "generalized_dice_loss",

@@ -9,10 +9,12 @@
 //! residual block; `out`: 1x1 convolution. Conv blocks: conv 3 without bias, instance norm without
 //! affine, LeakyReLU 0.01, a 1x1 conv + norm on the residual when the channels change.
 
-use seg_nn::layers::{Conv, ConvTranspose, InstanceNorm, Layer};
+use seg_nn::layers::{Conv, Layer};
 use seg_nn::swin::{BasicLayer, BasicLayerConfig, MergingVersion, PatchEmbed};
 use seg_nn::{visit_child, visit_child_mut, Module};
-use seg_tensor::{ConvOptions, ConvPadding, ConvTransposeOptions, Error, Result, Tensor};
+use seg_tensor::{Error, Result, Tensor};
+
+use crate::unetr_blocks::{out_block, UnetResBlock, UnetrUpBlock};
 
 /// `SwinUNETR`'s constructor arguments, MONAI's defaults from [`SwinUNETRConfig::new`].
 #[derive(Clone, Debug, PartialEq)]
@@ -52,102 +54,6 @@ impl SwinUNETRConfig {
     }
 }
 
-fn conv_options(padding: usize, stride: usize) -> ConvOptions {
-    ConvOptions {
-        stride: vec![stride],
-        padding: ConvPadding::Explicit(vec![padding]),
-        ..ConvOptions::default()
-    }
-}
-
-/// MONAI's `UnetResBlock` (inside `UnetrBasicBlock` as `layer`): `conv1`, `conv2` (3, no bias),
-/// instance norms without parameters, LeakyReLU 0.01, `conv3` (1x1) on the residual when the channel
-/// count changes.
-struct ResBlock {
-    conv1: Conv,
-    conv2: Conv,
-    conv3: Option<Conv>,
-}
-
-impl ResBlock {
-    fn new(dims: usize, cin: usize, cout: usize, seed: u64) -> Result<Self> {
-        let k3 = vec![3; dims];
-        Ok(Self {
-            conv1: Conv::new(cin, cout, &k3, conv_options(1, 1), false, seed)?,
-            conv2: Conv::new(cout, cout, &k3, conv_options(1, 1), false, seed + 1)?,
-            conv3: (cin != cout)
-                .then(|| Conv::new(cin, cout, &vec![1; dims], conv_options(0, 1), false, seed + 2))
-                .transpose()?,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let norm = InstanceNorm::new(0, false, 1e-5);
-        let y = norm.forward(&self.conv1.forward(x)?)?.leaky_relu(0.01)?;
-        let y = norm.forward(&self.conv2.forward(&y)?)?;
-        let residual = match &self.conv3 {
-            Some(conv3) => norm.forward(&conv3.forward(x)?)?,
-            None => x.clone(),
-        };
-        y.add(&residual)?.leaky_relu(0.01)
-    }
-}
-
-impl Module for ResBlock {
-    fn visit(&self, f: &mut dyn FnMut(&str, &Tensor)) {
-        visit_child("conv1.conv", &self.conv1, f);
-        visit_child("conv2.conv", &self.conv2, f);
-        if let Some(c) = &self.conv3 {
-            visit_child("conv3.conv", c, f);
-        }
-    }
-
-    fn visit_mut(&mut self, f: &mut dyn FnMut(&str, &mut Tensor)) {
-        visit_child_mut("conv1.conv", &mut self.conv1, f);
-        visit_child_mut("conv2.conv", &mut self.conv2, f);
-        if let Some(c) = &mut self.conv3 {
-            visit_child_mut("conv3.conv", c, f);
-        }
-    }
-}
-
-/// MONAI's `UnetrUpBlock`: `transp_conv` (2x2, stride 2, no bias), then `conv_block` on
-/// `cat(up, skip)`.
-struct UpBlock {
-    transp_conv: ConvTranspose,
-    conv_block: ResBlock,
-}
-
-impl UpBlock {
-    fn new(dims: usize, cin: usize, cout: usize, seed: u64) -> Result<Self> {
-        let up = ConvTransposeOptions {
-            stride: vec![2],
-            ..ConvTransposeOptions::default()
-        };
-        Ok(Self {
-            transp_conv: ConvTranspose::new(cin, cout, &vec![2; dims], up, false, seed)?,
-            conv_block: ResBlock::new(dims, 2 * cout, cout, seed + 10)?,
-        })
-    }
-
-    fn forward(&self, x: &Tensor, skip: &Tensor) -> Result<Tensor> {
-        self.conv_block
-            .forward(&Tensor::cat(&[&self.transp_conv.forward(x)?, skip], 1)?)
-    }
-}
-
-impl Module for UpBlock {
-    fn visit(&self, f: &mut dyn FnMut(&str, &Tensor)) {
-        visit_child("transp_conv.conv", &self.transp_conv, f);
-        visit_child("conv_block", &self.conv_block, f);
-    }
-
-    fn visit_mut(&mut self, f: &mut dyn FnMut(&str, &mut Tensor)) {
-        visit_child_mut("transp_conv.conv", &mut self.transp_conv, f);
-        visit_child_mut("conv_block", &mut self.conv_block, f);
-    }
-}
-
 /// MONAI's `SwinUNETR`.
 pub struct SwinUNETR {
     pub config: SwinUNETRConfig,
@@ -155,11 +61,11 @@ pub struct SwinUNETR {
     /// `swinViT.layers{k}.0`, k = 1..4.
     stages: Vec<BasicLayer>,
     /// `swinViT.layers{k}c.0` (v2 only).
-    stage_convs: Vec<ResBlock>,
+    stage_convs: Vec<UnetResBlock>,
     /// `encoder1`, `encoder2`, `encoder3`, `encoder4`, `encoder10`.
-    encoders: Vec<ResBlock>,
+    encoders: Vec<UnetResBlock>,
     /// `decoder5` .. `decoder1`.
-    decoders: Vec<UpBlock>,
+    decoders: Vec<UnetrUpBlock>,
     out: Conv,
 }
 
@@ -216,7 +122,7 @@ impl SwinUNETR {
             .collect::<Result<Vec<_>>>()?;
         let stage_convs = if c.use_v2 {
             (0..4)
-                .map(|i| ResBlock::new(dims, fs << i, fs << i, seed + 5000 + 10 * i as u64))
+                .map(|i| UnetResBlock::new(dims, fs << i, fs << i, seed + 5000 + 10 * i as u64))
                 .collect::<Result<Vec<_>>>()?
         } else {
             Vec::new()
@@ -231,7 +137,7 @@ impl SwinUNETR {
         let encoders = encoder_channels
             .iter()
             .enumerate()
-            .map(|(i, &(cin, cout))| ResBlock::new(dims, cin, cout, seed + 6000 + 10 * i as u64))
+            .map(|(i, &(cin, cout))| UnetResBlock::new(dims, cin, cout, seed + 6000 + 10 * i as u64))
             .collect::<Result<Vec<_>>>()?;
         let decoder_channels = [
             (16 * fs, 8 * fs),
@@ -243,16 +149,9 @@ impl SwinUNETR {
         let decoders = decoder_channels
             .iter()
             .enumerate()
-            .map(|(i, &(cin, cout))| UpBlock::new(dims, cin, cout, seed + 7000 + 100 * i as u64))
+            .map(|(i, &(cin, cout))| UnetrUpBlock::new(dims, cin, cout, seed + 7000 + 100 * i as u64))
             .collect::<Result<Vec<_>>>()?;
-        let out = Conv::new(
-            fs,
-            c.out_channels,
-            &vec![1; dims],
-            conv_options(0, 1),
-            true,
-            seed + 9000,
-        )?;
+        let out = out_block(dims, fs, c.out_channels, seed + 9000)?;
         Ok(Self {
             config,
             patch_embed,

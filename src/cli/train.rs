@@ -26,7 +26,8 @@ use super::{metrics_table, parse_triple};
 
 #[derive(Args, Debug)]
 pub struct TrainArgs {
-    /// Network: unet (MONAI BasicUNet), plain-unet (nnU-Net), swin-unetr (MONAI), mamba-unet (U-Mamba's UMambaBot).
+    /// Network: unet (MONAI BasicUNet), plain-unet (nnU-Net), swin-unetr (MONAI), mamba-unet (U-Mamba's UMambaBot),
+    /// segmamba (SegMamba; the patch sizes must be multiples of 16).
     #[arg(long, default_value = "unet")]
     model: String,
     /// cpu or cuda.
@@ -50,7 +51,8 @@ pub struct TrainArgs {
     /// sgd (nnU-Net's: momentum 0.99, Nesterov, poly schedule) or adamw (warmup + cosine).
     #[arg(long, default_value = "sgd")]
     optimizer: String,
-    /// BasicUNet features: six numbers (swin-unetr: its feature size, a multiple of 12; default 24).
+    /// BasicUNet features: six numbers (swin-unetr: its feature size, a multiple of 12, default 24; segmamba:
+    /// its first stage's channels, default 24, then doubling, the bottleneck 16 times it).
     #[arg(long)]
     features: Option<String>,
     #[arg(long, default_value_t = 0)]
@@ -270,7 +272,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
     let patch = parse_triple::<usize>("patch", &args.patch)?;
     let spacing = parse_triple::<f64>("spacing", &args.spacing)?;
     let features_text = args.features.clone().unwrap_or_else(|| match kind {
-        ModelKind::SwinUNETR => "24".into(),
+        ModelKind::SwinUNETR | ModelKind::SegMamba => "24".into(),
         _ => "16,16,32,64,128,16".into(),
     });
     let numbers: Vec<usize> = features_text
@@ -279,7 +281,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(|_| Error::invalid("train", format!("--features needs numbers, found {features_text:?}")))?;
     let features: [usize; 6] = match numbers[..] {
-        [f] if kind == ModelKind::SwinUNETR => [f; 6],
+        [f] if matches!(kind, ModelKind::SwinUNETR | ModelKind::SegMamba) => [f; 6],
         _ => numbers.try_into().map_err(|_| {
             Error::invalid(
                 "train",

@@ -1,8 +1,8 @@
 //! Conformance of seg-models: the networks, loaded with the case's `state_dict`.
 
 use seg_models::{
-    BasicUNet, BasicUNetConfig, Blend, PlainConvUNet, PlainUNetConfig, SlidingWindow, SwinUNETR, SwinUNETRConfig,
-    UMamba, UMambaVariant,
+    BasicUNet, BasicUNetConfig, Blend, PlainConvUNet, PlainUNetConfig, SegMamba, SegMambaConfig, SlidingWindow,
+    SwinUNETR, SwinUNETRConfig, UMamba, UMambaVariant,
 };
 use seg_nn::swin::MergingVersion;
 
@@ -162,6 +162,16 @@ pub(super) fn sliding_window(p: &Params, inputs: &Tensors) -> Result<Tensor> {
     sw.run(input(inputs, "x")?, |t| t.conv(w, Some(b), &conv))
 }
 
+/// A parameter of four sizes, `default` when absent.
+fn four(p: &Params, op: &'static str, key: &str, default: [usize; 4]) -> Result<[usize; 4]> {
+    match usizes(p, key)? {
+        None => Ok(default),
+        Some(v) => v
+            .try_into()
+            .map_err(|v: Vec<usize>| Error::invalid(op, format!("{key} needs 4 values, found {v:?}"))),
+    }
+}
+
 /// `swin_unetr`: MONAI `SwinUNETR` arguments `in_channels`, `out_channels`, `spatial_dims`,
 /// `feature_size`, `depths`, `num_heads`, `window_size`, `qkv_bias`, `mlp_ratio`, `normalize`,
 /// `downsample`, `use_v2`.
@@ -171,14 +181,7 @@ pub(super) fn swin_unetr(p: &Params, inputs: &Tensors, module_params: &Tensors) 
         required_usize(p, "out_channels")?,
         p.int("spatial_dims")?.unwrap_or(3).max(0) as usize,
     );
-    let four = |key: &str, default: [usize; 4]| -> Result<[usize; 4]> {
-        match usizes(p, key)? {
-            None => Ok(default),
-            Some(v) => v
-                .try_into()
-                .map_err(|v: Vec<usize>| Error::invalid("swin_unetr", format!("{key} needs 4 values, found {v:?}"))),
-        }
-    };
+    let four = |key: &str, default: [usize; 4]| four(p, "swin_unetr", key, default);
     c.feature_size = p.int("feature_size")?.map_or(c.feature_size, |f| f.max(0) as usize);
     c.depths = four("depths", c.depths)?;
     c.num_heads = four("num_heads", c.num_heads)?;
@@ -195,6 +198,19 @@ pub(super) fn swin_unetr(p: &Params, inputs: &Tensors, module_params: &Tensors) 
         other => return Err(Error::invalid("swin_unetr", format!("unknown downsample {other:?}"))),
     };
     let mut net = SwinUNETR::new(c, 0)?;
+    seg_nn::load_parameters(&mut net, &as_source(module_params), true)?;
+    net.forward(input(inputs, "x")?)
+}
+
+/// `segmamba`: SegMamba's arguments `in_chans`, `out_chans`, `depths`, `feat_size`, `hidden_size`,
+/// and the Mamba layers' `num_slices` per stage (the reference's `[64, 32, 16, 8]` when absent).
+pub(super) fn segmamba(p: &Params, inputs: &Tensors, module_params: &Tensors) -> Result<Tensor> {
+    let mut c = SegMambaConfig::new(required_usize(p, "in_chans")?, required_usize(p, "out_chans")?);
+    c.depths = four(p, "segmamba", "depths", c.depths)?;
+    c.feat_size = four(p, "segmamba", "feat_size", c.feat_size)?;
+    c.num_slices = four(p, "segmamba", "num_slices", c.num_slices)?;
+    c.hidden_size = p.int("hidden_size")?.map_or(c.hidden_size, |h| h.max(0) as usize);
+    let mut net = SegMamba::new(c, 0)?;
     seg_nn::load_parameters(&mut net, &as_source(module_params), true)?;
     net.forward(input(inputs, "x")?)
 }

@@ -332,6 +332,7 @@ pub(super) fn forward(case: &Case, inputs: &Tensors, module_params: &Tensors) ->
         "optimizer" => super::nn::optimizer_steps(p, inputs)?,
         "basic_unet" => super::models::basic_unet(p, inputs, module_params)?,
         "swin_unetr" => super::models::swin_unetr(p, inputs, module_params)?,
+        "segmamba" => super::models::segmamba(p, inputs, module_params)?,
         "sliding_window_inference" => super::models::sliding_window(p, inputs)?,
         "plain_conv_unet" => super::models::plain_conv_unet(p, inputs, module_params, &mut outputs)?,
         op @ ("umamba_bot" | "umamba_enc") => super::models::umamba(op, p, inputs, module_params, &mut outputs)?,

@@ -3,20 +3,25 @@
 
 use std::collections::BTreeMap;
 
-use seg_models::{BasicUNet, BasicUNetConfig, PlainConvUNet, SwinUNETR, SwinUNETRConfig, UMamba, UMambaVariant};
+use seg_models::{
+    BasicUNet, BasicUNetConfig, PlainConvUNet, SegMamba, SegMambaConfig, SwinUNETR, SwinUNETRConfig, UMamba,
+    UMambaVariant,
+};
 use seg_nn::Module;
 
 use crate::{Error, Result, Tensor};
 
 /// Which network: `unet` (MONAI's BasicUNet), `plain-unet` (nnU-Net's PlainConvUNet, planned
-/// from the patch size and spacing), `swin-unetr` (MONAI's SwinUNETR, feature size 24 by default) or
-/// `mamba-unet` (U-Mamba's UMambaBot on the same nnU-Net plan).
+/// from the patch size and spacing), `swin-unetr` (MONAI's SwinUNETR, feature size 24 by default),
+/// `mamba-unet` (U-Mamba's UMambaBot on the same nnU-Net plan) or `segmamba` (SegMamba, its
+/// channels scaled from the first feature count).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ModelKind {
     UNet,
     PlainUNet,
     SwinUNETR,
     MambaUNet,
+    SegMamba,
 }
 
 impl ModelKind {
@@ -26,9 +31,10 @@ impl ModelKind {
             "plain-unet" => Ok(Self::PlainUNet),
             "swin-unetr" => Ok(Self::SwinUNETR),
             "mamba-unet" => Ok(Self::MambaUNet),
+            "segmamba" => Ok(Self::SegMamba),
             other => Err(Error::invalid(
                 "model",
-                format!("unknown model {other:?}: expected unet, plain-unet, swin-unetr or mamba-unet"),
+                format!("unknown model {other:?}: expected unet, plain-unet, swin-unetr, mamba-unet or segmamba"),
             )),
         }
     }
@@ -39,6 +45,7 @@ impl ModelKind {
             Self::PlainUNet => "plain-unet",
             Self::SwinUNETR => "swin-unetr",
             Self::MambaUNet => "mamba-unet",
+            Self::SegMamba => "segmamba",
         }
     }
 }
@@ -51,7 +58,7 @@ pub struct ModelSpec {
     pub in_channels: usize,
     pub classes: usize,
     /// BasicUNet's six feature counts; SwinUNETR takes the first as its feature size (a multiple of
-    /// 12); the planned U-Net ignores them.
+    /// 12), SegMamba as its `feat_size[0]` (see [`Model::new`]); the planned U-Nets ignore them.
     pub features: [usize; 6],
     pub patch: [usize; 3],
     pub spacing: [f64; 3],
@@ -103,6 +110,7 @@ pub enum Model {
     PlainUNet(Box<PlainConvUNet>),
     SwinUNETR(Box<SwinUNETR>),
     MambaUNet(Box<UMamba>),
+    SegMamba(Box<SegMamba>),
 }
 
 impl Model {
@@ -126,6 +134,15 @@ impl Model {
                 config.feature_size = spec.features[0];
                 Model::SwinUNETR(Box::new(SwinUNETR::new(config, seed)?))
             }
+            ModelKind::SegMamba => {
+                // SegMamba's proportions (48, 96, 192, 384, hidden 768) from `f`, one slice per
+                // axial plane of each map.
+                let f = spec.features[0];
+                let mut config = SegMambaConfig::for_patch(spec.in_channels, spec.classes, &spec.patch);
+                config.feat_size = [f, 2 * f, 4 * f, 8 * f];
+                config.hidden_size = 16 * f;
+                Model::SegMamba(Box::new(SegMamba::new(config, seed)?))
+            }
         })
     }
 
@@ -136,6 +153,7 @@ impl Model {
             Model::PlainUNet(net) => first(net.forward(x)?),
             Model::MambaUNet(net) => first(net.forward(x)?),
             Model::SwinUNETR(net) => net.forward(x),
+            Model::SegMamba(net) => net.forward(x),
         }
     }
 
@@ -145,6 +163,7 @@ impl Model {
             Model::PlainUNet(net) => net.as_ref(),
             Model::SwinUNETR(net) => net.as_ref(),
             Model::MambaUNet(net) => net.as_ref(),
+            Model::SegMamba(net) => net.as_ref(),
         }
     }
 
@@ -154,6 +173,7 @@ impl Model {
             Model::PlainUNet(net) => net.as_mut(),
             Model::SwinUNETR(net) => net.as_mut(),
             Model::MambaUNet(net) => net.as_mut(),
+            Model::SegMamba(net) => net.as_mut(),
         }
     }
 }
@@ -164,4 +184,29 @@ fn first(outputs: Vec<Tensor>) -> Result<Tensor> {
         .into_iter()
         .next()
         .ok_or_else(|| Error::invalid("model", "the network gave no output"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DType;
+
+    #[test]
+    fn segmamba_builds_for_the_patch_and_round_trips_its_spec() {
+        let spec = ModelSpec {
+            kind: ModelKind::parse("segmamba").unwrap(),
+            in_channels: 1,
+            classes: 3,
+            features: [2; 6],
+            patch: [16, 32, 16],
+            spacing: [1.5; 3],
+        };
+        assert_eq!(ModelSpec::from_metadata(&spec.to_metadata()).unwrap(), spec);
+        let model = Model::new(&spec, 0).unwrap();
+        let names: Vec<String> = model.module().named_parameters().into_iter().map(|(n, _)| n).collect();
+        assert!(names.contains(&"vit.stages.3.1.mamba.A_s_log".to_string()));
+        // Slices per stage: the depths 8, 4, 2, 1 of the maps of a 16-deep patch.
+        let y = model.forward(&Tensor::zeros(&[1, 1, 16, 32, 16], DType::F32)).unwrap();
+        assert_eq!(y.shape(), &[1, 3, 16, 32, 16]);
+    }
 }

@@ -8,6 +8,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from fixturegen import case, randn
 from generate_scan import scan_ref
@@ -37,6 +38,32 @@ def mamba(p, x, d_model, d_state, d_conv, expand, dt_rank, nslices=None):
         y_s = branch(p, "_s", xz_s, *args)
         y = y + y_s.reshape(batch, d_inner, length // nslices, nslices).permute(0, 1, 3, 2).flatten(-2)
     return F.linear(y.transpose(1, 2), p["out_proj.weight"])
+
+
+class RefMamba(nn.Module):
+    """mamba_ssm's `Mamba(d_model, d_state, d_conv, expand)` module with its parameters (and with
+    `bimamba_type="v3"` those SegMamba's mamba_ssm fork adds, registered in the fork's order), its
+    forward the pure-torch `mamba` above; the networks' generators inject it as `mamba_ssm.Mamba`."""
+
+    def __init__(self, d_model, d_state=16, d_conv=4, expand=2, bimamba_type="none", nslices=5):
+        super().__init__()
+        d_inner, self.dt_rank = expand * d_model, math.ceil(d_model / 16)
+        self.dims = (d_model, d_state, d_conv, expand)
+        self.nslices = nslices if bimamba_type == "v3" else None
+        self.in_proj = nn.Linear(d_model, 2 * d_inner, bias=False)
+        for s in ["", "_b", "_s"] if self.nslices else [""]:
+            if s:
+                setattr(self, f"A{s}_log", nn.Parameter(torch.zeros(d_inner, d_state)))
+            setattr(self, f"conv1d{s}", nn.Conv1d(d_inner, d_inner, d_conv, groups=d_inner, padding=d_conv - 1))
+            setattr(self, f"x_proj{s}", nn.Linear(d_inner, self.dt_rank + 2 * d_state, bias=False))
+            setattr(self, f"dt_proj{s}", nn.Linear(self.dt_rank, d_inner))
+            if not s:
+                self.A_log = nn.Parameter(torch.zeros(d_inner, d_state))
+            setattr(self, f"D{s}", nn.Parameter(torch.ones(d_inner)))
+        self.out_proj = nn.Linear(d_inner, d_model, bias=False)
+
+    def forward(self, x):
+        return mamba(dict(self.named_parameters()), x, *self.dims, self.dt_rank, self.nslices)
 
 
 def params(d_model, d_state, d_conv, expand, dt_rank, suffixes):

@@ -19,13 +19,16 @@ from safetensors.torch import save_file
 from fixturegen import OUT, randn, same_as_file
 
 
-def model_case(name, op, params, net, x, tol="0.001"):
+def model_case(name, op, params, net, x, tol="0.001", accept=None):
+    """Writes the case, unless `accept()` (called after the forward) says no; returns whether it did."""
     net = net.double()
     with torch.no_grad():
         for p in net.parameters():
             p.copy_(randn(tuple(p.shape)) * 0.3)
     x = x.clone().requires_grad_(True)
     outs = net(x)
+    if accept is not None and not accept():
+        return False
     outs = outs if isinstance(outs, (list, tuple)) else [outs]
     names = ["y"] + [f"y_{i}" for i in range(1, len(outs))]
     gouts = [randn(tuple(o.shape)) for o in outs]
@@ -44,6 +47,7 @@ def model_case(name, op, params, net, x, tol="0.001"):
     path = os.path.join(OUT, f"{name}.safetensors")
     if not same_as_file(path, tensors, meta):
         save_file(tensors, path, metadata=meta)
+    return True
 
 
 def basic_unet(name, x, **params):

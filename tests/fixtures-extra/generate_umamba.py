@@ -2,8 +2,8 @@
 """Conformance cases for U-Mamba's UMambaBot and UMambaEnc (ops "umamba_bot", "umamba_enc"), small 3D
 networks in float64.
 
-mamba_ssm needs CUDA, so its `Mamba` is replaced by `RefMamba` (mamba_ssm's parameters, its slow
-path transcribed in generate_mamba.py, which generated the `mamba_block` cases) injected as
+mamba_ssm needs CUDA, so its `Mamba` is replaced by generate_mamba.py's `RefMamba` (mamba_ssm's
+parameters, its slow path transcribed there, which generated the `mamba_block` cases) injected as
 `mamba_ssm.Mamba` before the network definition below imports it. That definition restates the
 structure of bowang-lab/U-Mamba `umamba/nnunetv2/nets/UMambaBot_3d.py` and `UMambaEnc_3d.py`
 (commit 530739b: classes UpsampleLayer, MambaLayer, BasicResBlock, UNetResEncoder /
@@ -23,27 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from fixturegen import randn
-from generate_mamba import mamba
+from generate_mamba import RefMamba
 from generate_models import model_case
-
-
-class RefMamba(nn.Module):
-    """mamba_ssm's `Mamba(d_model, d_state, d_conv, expand)` parameters, forward in pure torch."""
-
-    def __init__(self, d_model, d_state=16, d_conv=4, expand=2):
-        super().__init__()
-        d_inner, self.dt_rank = expand * d_model, math.ceil(d_model / 16)
-        self.dims = (d_model, d_state, d_conv, expand)
-        self.in_proj = nn.Linear(d_model, 2 * d_inner, bias=False)
-        self.conv1d = nn.Conv1d(d_inner, d_inner, d_conv, groups=d_inner, padding=d_conv - 1)
-        self.x_proj = nn.Linear(d_inner, self.dt_rank + 2 * d_state, bias=False)
-        self.dt_proj = nn.Linear(self.dt_rank, d_inner)
-        self.A_log = nn.Parameter(torch.zeros(d_inner, d_state))
-        self.D = nn.Parameter(torch.ones(d_inner))
-        self.out_proj = nn.Linear(d_inner, d_model, bias=False)
-
-    def forward(self, x):
-        return mamba(dict(self.named_parameters()), x, *self.dims, self.dt_rank)
 
 
 sys.modules["mamba_ssm"] = types.SimpleNamespace(Mamba=RefMamba)
