@@ -34,9 +34,11 @@ pub(crate) fn trilinear_reference(data: &[f32], dims: [usize; 3], p: [f64; 3]) -
 /// classes' shares cross rather than to the nearest voxel's.
 pub(crate) fn label_majority(data: &[u8], dims: [usize; 3], p: [f64; 3]) -> u8 {
     let mut shares: Vec<(u8, f64)> = Vec::with_capacity(8);
-    for_each_corner(dims, p, |index, weight| match shares.iter_mut().find(|(l, _)| *l == data[index]) {
-        Some((_, share)) => *share += weight,
-        None => shares.push((data[index], weight)),
+    for_each_corner(dims, p, |index, weight| {
+        match shares.iter_mut().find(|(l, _)| *l == data[index]) {
+            Some((_, share)) => *share += weight,
+            None => shares.push((data[index], weight)),
+        }
     });
     shares
         .into_iter()
