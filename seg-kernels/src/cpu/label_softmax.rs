@@ -77,7 +77,10 @@ impl LabelSoftmaxShape {
             "label softmax: {} logits and {y} labels for {self:?}",
             x
         );
-        assert!(self.ignore.is_none_or(|i| i < self.classes), "label softmax: ignore out of range");
+        assert!(
+            self.ignore.is_none_or(|i| i < self.classes),
+            "label softmax: ignore out of range"
+        );
     }
 
     fn sums_len(&self) -> usize {
@@ -288,7 +291,9 @@ pub fn label_softmax_backward_reference<T: Float>(s: &LabelSoftmaxShape, x: &[T]
         let dxb = &mut dx[b * classes * spatial..][..classes * spatial];
         for v in 0..spatial {
             let y = y[b * spatial + v] as usize;
-            voxel_backward(s, xb, y, v, &gb, g_lse, (&mut p, &mut a), |c, d| dxb[c * spatial + v] = d);
+            voxel_backward(s, xb, y, v, &gb, g_lse, (&mut p, &mut a), |c, d| {
+                dxb[c * spatial + v] = d
+            });
         }
     }
     dx
@@ -505,7 +510,11 @@ mod fast {
             for c in 0..classes {
                 let t = onehot::<S>(yv, c);
                 g_nll = S::fma(t, grad(NLL, c), g_nll);
-                let dp = if s.squared { S::mul(S::splat(2.0), p[c]) } else { S::splat(1.0) };
+                let dp = if s.squared {
+                    S::mul(S::splat(2.0), p[c])
+                } else {
+                    S::splat(1.0)
+                };
                 a[c] = S::mul(m, S::fma(t, grad(TP, c), S::mul(grad(PS, c), dp)));
                 dot = S::fma(p[c], a[c], dot);
             }
@@ -598,7 +607,10 @@ mod tests {
 
     /// A random problem: logits (scaled by `scale`) in f64 and labels.
     fn case(s: &LabelSoftmaxShape, scale: f64, seed: u64) -> (Vec<f64>, Vec<u32>) {
-        let x: Vec<f64> = values(s.batch * s.classes * s.spatial, seed).iter().map(|v| v * scale).collect();
+        let x: Vec<f64> = values(s.batch * s.classes * s.spatial, seed)
+            .iter()
+            .map(|v| v * scale)
+            .collect();
         let y = values(s.batch * s.spatial, seed + 1)
             .iter()
             .map(|v| (((v + 1.0) / 2.0 * s.classes as f64) as u32).min(s.classes as u32 - 1))
@@ -607,7 +619,11 @@ mod tests {
     }
 
     fn close(fast: &[f64], slow: &[f64], tol: f64) -> bool {
-        fast.len() == slow.len() && fast.iter().zip(slow).all(|(a, b)| (a - b).abs() <= tol * (1.0 + b.abs()))
+        fast.len() == slow.len()
+            && fast
+                .iter()
+                .zip(slow)
+                .all(|(a, b)| (a - b).abs() <= tol * (1.0 + b.abs()))
     }
 
     proptest! {
@@ -651,7 +667,20 @@ mod tests {
         let sums = label_softmax_sums(&s, &[0.0, 3f64.ln()], &[1]);
         let (l4, l3) = (4f64.ln(), 3f64.ln());
         let bce = |x: f64, t: f64| x * (1.0 - t) + (1.0 + (-x).exp()).ln();
-        let expected = [0.0, 0.75, 1.0 / 16.0, 9.0 / 16.0, 0.0, l4 - l3, l4, l4 - l3, 0.0, bce(l3, 1.0), bce(0.0, 0.0), 0.0];
+        let expected = [
+            0.0,
+            0.75,
+            1.0 / 16.0,
+            9.0 / 16.0,
+            0.0,
+            l4 - l3,
+            l4,
+            l4 - l3,
+            0.0,
+            bce(l3, 1.0),
+            bce(0.0, 0.0),
+            0.0,
+        ];
         assert!(close(&sums, &expected, 1e-12), "{sums:?}");
     }
 
@@ -670,7 +699,10 @@ mod tests {
                 let mut x = vec![0.5f32; 120];
                 x[at] = bad;
                 let sums = label_softmax_sums(&s, &x, &[0; 40]);
-                assert!(sums[LSE * 3..][..3].iter().any(|v| !v.is_finite()), "{bad} at {at}: {sums:?}");
+                assert!(
+                    sums[LSE * 3..][..3].iter().any(|v| !v.is_finite()),
+                    "{bad} at {at}: {sums:?}"
+                );
             }
         }
     }
