@@ -75,7 +75,7 @@ impl CrossEntropyLoss {
     /// `NLL_c`, `LSE_c` the sums of `-s_c` over the voxels labelled `c` and over all voxels, the
     /// per-element losses above sum to `sum_c w_c ((1 - eps) NLL_c + (eps / C) LSE_c)`; `Mean`
     /// divides by `sum_c w_c n_c` (`n_c` the voxels labelled `c`), or by the element count.
-    pub(crate) fn from_label_sums(&self, sums: &LabelSums) -> Result<Tensor> {
+    pub(crate) fn of_label_sums(&self, sums: &LabelSums) -> Result<Tensor> {
         let classes = sums.classes();
         self.check(classes)?;
         let eps = self.label_smoothing;

@@ -73,10 +73,10 @@ impl DiceLoss {
     pub fn forward(&self, input: &Tensor, target: &Tensor) -> Result<Tensor> {
         if self.fuses(input, target) {
             let sums = LabelSums::new(OP, input, target, self.label_sums_options(None))?;
-            return self.from_label_sums(&sums, input.rank());
+            return self.of_label_sums(&sums, input.rank());
         }
         let (o, rank) = self.composed_overlap(input, target)?;
-        self.from_overlap(o, rank)
+        self.of_overlap(o, rank)
     }
 
     /// Whether [`DiceLoss::forward`] takes the fused path of `label_sums.rs`: `softmax` (and no
@@ -99,12 +99,12 @@ impl DiceLoss {
     }
 
     /// The loss from the fused sums of a prediction of rank `rank`.
-    pub(crate) fn from_label_sums(&self, sums: &LabelSums, rank: usize) -> Result<Tensor> {
-        self.from_overlap(sums.overlap(self.include_background, self.batch)?, rank)
+    pub(crate) fn of_label_sums(&self, sums: &LabelSums, rank: usize) -> Result<Tensor> {
+        self.of_overlap(sums.overlap(self.include_background, self.batch)?, rank)
     }
 
     /// `f` from the overlap `(B, C)` (`(C,)` with `batch`), weighted and reduced.
-    fn from_overlap(&self, o: Overlap, rank: usize) -> Result<Tensor> {
+    fn of_overlap(&self, o: Overlap, rank: usize) -> Result<Tensor> {
         let (fp, fn_) = if self.jaccard {
             (o.fp, o.fn_)
         } else {

@@ -80,7 +80,7 @@ impl DiceCELoss {
         };
         let (dice, ce) = if dice.fuses(input, target) {
             let sums = LabelSums::new(OP, input, target, dice.label_sums_options(None))?;
-            (dice.from_label_sums(&sums, input.rank())?, ce.from_label_sums(&sums)?)
+            (dice.of_label_sums(&sums, input.rank())?, ce.of_label_sums(&sums)?)
         } else {
             expect_finite(OP, input, target)?;
             let ce = if input.shape()[1] == 1 {

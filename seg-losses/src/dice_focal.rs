@@ -65,10 +65,7 @@ impl DiceFocalLoss {
         };
         let (dice, focal) = if dice.fuses(input, target) && dice.reduction != Reduction::None {
             let sums = LabelSums::new(OP, input, target, dice.label_sums_options(Some(self.gamma)))?;
-            (
-                dice.from_label_sums(&sums, input.rank())?,
-                focal.from_label_sums(&sums)?,
-            )
+            (dice.of_label_sums(&sums, input.rank())?, focal.of_label_sums(&sums)?)
         } else {
             let target = onehot_target_first(OP, input, target, self.dice.to_onehot_y)?;
             let dice = DiceLoss {

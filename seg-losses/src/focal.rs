@@ -100,7 +100,7 @@ impl FocalLoss {
     /// `t_c` is 1 and 0, class `c` contributes `w_c (alpha F1_c + (1 - alpha) F0_c)` (per-class alpha:
     /// `w_c (alpha_c F1_c + F0_c)`); `Mean` divides the total by the element count, `Sum` by the
     /// voxel count (the sum of spatial means). `use_softmax` and `ignore_index` need the composed path.
-    pub(crate) fn from_label_sums(&self, sums: &LabelSums) -> Result<Tensor> {
+    pub(crate) fn of_label_sums(&self, sums: &LabelSums) -> Result<Tensor> {
         if self.use_softmax || self.ignore_index.is_some() || self.reduction == Reduction::None {
             return Err(Error::invalid(
                 OP,

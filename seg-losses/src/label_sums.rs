@@ -172,8 +172,9 @@ fn class_indices(
     let outside = u32::MAX;
     let indices: Vec<u32> = with_element!(target.dtype(), L => {
         target.values::<L>()?.par_iter().with_min_len(4096).map(|v| {
-            let t = v.as_f64().trunc();
-            if t >= 0.0 && t < classes as f64 { t as u32 } else { outside }
+            // `as` truncates toward zero; NaN fails both tests.
+            let t = v.as_f64();
+            if t > -1.0 && t < classes as f64 { t as u32 } else { outside }
         }).collect()
     });
     if let Some(i) = indices.par_iter().position_first(|&i| i == outside) {
@@ -234,14 +235,11 @@ mod tests {
     use proptest::prelude::*;
     use seg_tensor::DType;
 
+    type Loss<'a> = &'a dyn Fn(&Tensor, &Tensor) -> Result<Tensor>;
+
     /// The value of `loss(x, y)` summed, and its gradient in `x`, on the fused or the composed path.
     /// (Or the error's message.)
-    fn run(
-        loss: &dyn Fn(&Tensor, &Tensor) -> Result<Tensor>,
-        x: &Tensor,
-        y: &Tensor,
-        fused: bool,
-    ) -> std::result::Result<(f64, Vec<f64>), String> {
+    fn run(loss: Loss, x: &Tensor, y: &Tensor, fused: bool) -> std::result::Result<(f64, Vec<f64>), String> {
         let go = || {
             let value = loss(x, y).map_err(|e| e.to_string())?.sum_all().unwrap();
             let grad = value.backward().unwrap().get(x).unwrap().to_vec_f64();
@@ -318,7 +316,7 @@ mod tests {
                 lambda_dice: 1.1,
                 lambda_focal: 0.6,
             };
-            let losses: [&dyn Fn(&Tensor, &Tensor) -> Result<Tensor>; 3] =
+            let losses: [Loss; 3] =
                 [&|x, y| plain.forward(x, y), &|x, y| ce.forward(x, y), &|x, y| focal.forward(x, y)];
             for loss in losses {
                 let (fused, composed) = (run(loss, &x, &y, true), run(loss, &x, &y, false));
@@ -360,7 +358,7 @@ mod tests {
     #[test]
     fn bad_labels_and_logits_are_errors() {
         let x = Tensor::zeros(&[1, 3, 5], DType::F32);
-        let y = Tensor::from_vec(vec![0.0f32, 2.9, 3.0, 1.0, 0.0], &[1, 1, 5]).unwrap();
+        let y = Tensor::from_vec(vec![-0.5f32, 2.9, 3.0, 1.0, 0.0], &[1, 1, 5]).unwrap();
         let err = LabelSums::new("Loss", &x, &y, LabelSumsOptions::default())
             .err()
             .unwrap()

@@ -320,8 +320,9 @@ pub fn label_softmax_sums<T: LabelSoftmaxFloat>(s: &LabelSoftmaxShape, x: &[T], 
             let yb = &y[b * spatial..][..spatial];
             let mut acc = vec![0.0; ROWS * classes];
             let mut p = vec![T::zero(); classes];
-            for v in T::forward_vectors(s, xb, yb, from, to, &mut acc)..to {
-                voxel_forward(s, xb, yb[v] as usize, v, &mut p, &mut acc);
+            let rest = T::forward_vectors(s, xb, yb, from, to, &mut acc);
+            for (v, &label) in yb.iter().enumerate().take(to).skip(rest) {
+                voxel_forward(s, xb, label as usize, v, &mut p, &mut acc);
             }
             acc
         })
