@@ -161,51 +161,62 @@ impl LabelSums {
 }
 
 /// The labels `(B, 1, spatial...)` as class indices, and the count of each class per batch element
-/// `(B, C)`; an error names the first label outside `0..C` (or the first NaN).
+/// `(B, C)`, in one parallel pass; an error names the first label outside `0..C` (or the first NaN).
 fn class_indices(
     op: &'static str,
     input: &Tensor,
     target: &Tensor,
     shape: &LabelSoftmaxShape,
 ) -> Result<(Vec<u32>, Vec<f64>)> {
-    let classes = shape.classes;
-    let outside = u32::MAX;
-    let indices: Vec<u32> = with_element!(target.dtype(), L => {
-        target.values::<L>()?.par_iter().with_min_len(4096).map(|v| {
-            // `as` truncates toward zero; NaN fails both tests.
-            let t = v.as_f64();
-            if t > -1.0 && t < classes as f64 { t as u32 } else { outside }
-        }).collect()
+    const BLOCK: usize = 1 << 14;
+    let (classes, spatial) = (shape.classes, shape.spatial.max(1));
+    let mut indices = vec![0u32; target.numel()];
+    // Per block of one batch element: (batch element, class counts, all labels inside 0..C).
+    let blocks: Vec<(usize, Vec<f64>, bool)> = with_element!(target.dtype(), L => {
+        let values = target.values::<L>()?;
+        indices
+            .par_chunks_mut(spatial)
+            .zip(values.par_chunks(spatial))
+            .enumerate()
+            .flat_map(|(b, (out, labels))| {
+                out.par_chunks_mut(BLOCK).zip(labels.par_chunks(BLOCK)).map(move |(out, labels)| {
+                    let mut counts = vec![0.0; classes];
+                    let mut inside = true;
+                    for (i, label) in out.iter_mut().zip(labels.iter()) {
+                        // `as` truncates toward zero; NaN fails both tests.
+                        let t = label.as_f64();
+                        let ok = t > -1.0 && t < classes as f64;
+                        inside &= ok;
+                        *i = if ok { t as u32 } else { 0 };
+                        counts[*i as usize] += 1.0;
+                    }
+                    (b, counts, inside)
+                })
+            })
+            .collect()
     });
-    if let Some(i) = indices.par_iter().position_first(|&i| i == outside) {
+    if blocks.iter().any(|(_, _, inside)| !inside) {
         expect_finite(op, input, target)?;
+        let values = target.to_vec_f64();
+        let (i, v) = values
+            .iter()
+            .enumerate()
+            .find(|(_, &t)| !(t > -1.0 && t < classes as f64))
+            .expect("a label outside the classes");
         return Err(Error::invalid(
             op,
             format!(
-                "expected labels in 0..{classes}, found {} at flat index {i} of shape {:?}",
-                target.to_vec_f64()[i],
+                "expected labels in 0..{classes}, found {v} at flat index {i} of shape {:?}",
                 target.shape()
             ),
         ));
     }
-    let count = |labels: &[u32]| {
-        labels
-            .par_chunks(1 << 14)
-            .fold(
-                || vec![0.0; classes],
-                |mut n, chunk| {
-                    chunk.iter().for_each(|&i| n[i as usize] += 1.0);
-                    n
-                },
-            )
-            .reduce(
-                || vec![0.0; classes],
-                |a, b| a.iter().zip(&b).map(|(a, b)| a + b).collect(),
-            )
-    };
-    let counts = (0..shape.batch)
-        .flat_map(|b| count(&indices[b * shape.spatial..][..shape.spatial]))
-        .collect();
+    let mut counts = vec![0.0; shape.batch * classes];
+    for (b, block, _) in &blocks {
+        for (total, n) in counts[b * classes..][..classes].iter_mut().zip(block) {
+            *total += n;
+        }
+    }
     Ok((indices, counts))
 }
 
