@@ -144,7 +144,9 @@ mod tests {
         let (ours, theirs) = (soft_skel(&x, 3).unwrap(), monai(&x, 3).unwrap());
         assert_eq!(ours.to_vec_f64(), theirs.to_vec_f64());
         let (a, b) = (ours.backward_with(&g).unwrap(), theirs.backward_with(&g).unwrap());
-        assert_eq!(a.get(&x).unwrap().to_vec_f64(), b.get(&x).unwrap().to_vec_f64());
+        // The shared erosions add their gradients in another order: equal up to rounding.
+        let (a, b) = (a.get(&x).unwrap().to_vec_f64(), b.get(&x).unwrap().to_vec_f64());
+        assert!(a.iter().zip(&b).all(|(a, b)| (a - b).abs() <= 1e-12 * (1.0 + b.abs())));
     }
 
     #[test]
