@@ -248,9 +248,9 @@ pub(crate) fn expect_target_channels(op: &'static str, input: &Tensor, target: &
     Ok(())
 }
 
-/// The compound losses' target: checked by [`expect_target_channels`] and [`expect_finite`], then made one-hot up front
-/// when `to_onehot_y` and the prediction has more than one channel (MONAI's `DiceFocalLoss`,
-/// `SoftDiceclDiceLoss`), so that both terms see the same target.
+/// The compound losses' target: checked by [`expect_target_channels`] and [`expect_finite`], then
+/// made one-hot up front when `to_onehot_y` and the prediction has more than one channel (MONAI's
+/// `DiceFocalLoss`, `SoftDiceclDiceLoss`), so that both terms see the same target.
 pub(crate) fn onehot_target_first(
     op: &'static str,
     input: &Tensor,
