@@ -56,8 +56,9 @@ pub(crate) fn composed_only<R>(f: impl FnOnce() -> R) -> R {
 
 impl LabelSums {
     /// Whether the fused path takes `input` and `target`: f32 or f64 logits `(B, C, spatial...)`
-    /// with `C > 1` and at least one spatial axis, labels `(B, 1, spatial...)`, and no `ignore_index` or one that is a class (an
-    /// index outside the classes, which MONAI turns into background first, takes the composed path).
+    /// with `C > 1` and at least one spatial axis, labels `(B, 1, spatial...)`, and no `ignore_index`
+    /// or one that is a class (an index outside the classes, which MONAI turns into background
+    /// first, takes the composed path).
     pub fn applies(input: &Tensor, target: &Tensor, ignore_index: Option<i64>) -> bool {
         #[cfg(test)]
         if COMPOSED_ONLY.get() {
