@@ -3,6 +3,7 @@
 
 use seg_tensor::{Error, Result, Tensor};
 
+use crate::label_sums::{LabelSums, LSE, NLL};
 use crate::options::{along_axis, Reduction};
 use crate::prepare::{as_float_like, expect_batched, expect_finite, one_hot, scalar_like};
 
@@ -31,21 +32,10 @@ impl CrossEntropyLoss {
     pub fn forward(&self, input: &Tensor, target: &Tensor) -> Result<Tensor> {
         expect_batched(CE, input)?;
         expect_finite(CE, input, target)?;
-        if !(0.0..=1.0).contains(&self.label_smoothing) {
-            return Err(Error::invalid(
-                CE,
-                format!("label_smoothing must be in [0, 1], found {}", self.label_smoothing),
-            ));
-        }
         let classes = input.shape()[1];
+        self.check(classes)?;
         let log_p = input.log_softmax(1)?;
         let w = match &self.weight {
-            Some(w) if w.len() != classes => {
-                return Err(Error::invalid(
-                    CE,
-                    format!("weight has {} values, expected one per class: {classes}", w.len()),
-                ))
-            }
             Some(w) => Some(along_axis(w, 1, input.rank(), input)?),
             None => None,
         };
@@ -79,6 +69,53 @@ impl CrossEntropyLoss {
             None => nll.numel() as f64,
         };
         self.reduce(&loss, total_weight)
+    }
+
+    /// The loss against the labels of the fused sums (`label_sums.rs`), `Mean` or `Sum`: with
+    /// `NLL_c`, `LSE_c` the sums of `-s_c` over the voxels labelled `c` and over all voxels, the
+    /// per-element losses above sum to `sum_c w_c ((1 - eps) NLL_c + (eps / C) LSE_c)`; `Mean`
+    /// divides by `sum_c w_c n_c` (`n_c` the voxels labelled `c`), or by the element count.
+    pub(crate) fn of_label_sums(&self, sums: &LabelSums) -> Result<Tensor> {
+        let classes = sums.classes();
+        self.check(classes)?;
+        let eps = self.label_smoothing;
+        let per_class = sums
+            .row(NLL)?
+            .affine(1.0 - eps, 0.0)?
+            .add(&sums.row(LSE)?.mul_scalar(eps / classes as f64)?)?;
+        let (total, denominator) = match &self.weight {
+            Some(w) => {
+                let w = along_axis(w, 1, 2, &per_class)?;
+                let counted = seg_tensor::no_grad(|| sums.counts(false)?.mul(&w)?.sum_all()?.item())?;
+                (per_class.mul(&w)?.sum_all()?, counted)
+            }
+            None => (per_class.sum_all()?, (per_class.shape()[0] * sums.spatial()) as f64),
+        };
+        match self.reduction {
+            Reduction::Mean => total.div(&scalar_like(denominator, &total)),
+            Reduction::Sum => Ok(total),
+            Reduction::None => Err(Error::invalid(
+                CE,
+                "the per-element losses need the composed path, found reduction \"none\"",
+            )),
+        }
+    }
+
+    /// Fails when `label_smoothing` is outside `[0, 1]` or `weight` has not `classes` values.
+    fn check(&self, classes: usize) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.label_smoothing) {
+            return Err(Error::invalid(
+                CE,
+                format!("label_smoothing must be in [0, 1], found {}", self.label_smoothing),
+            ));
+        }
+        match &self.weight {
+            Some(w) if w.len() != classes => Err(Error::invalid(
+                CE,
+                format!("weight has {} values, expected one per class: {classes}", w.len()),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// `Mean` as `sum / denominator`, `Sum`, or `None`.

@@ -2,8 +2,9 @@
 
 use seg_tensor::{Result, Tensor};
 
+use crate::label_sums::{LabelSums, LabelSumsOptions};
 use crate::options::{along_axis, Activation, ClassWeight, Reduction};
-use crate::overlap::{overlap, OverlapKind};
+use crate::overlap::{overlap, Overlap, OverlapKind};
 use crate::prepare::{reduce_axes, Act, Prepare};
 
 /// `monai.losses.DiceLoss`: for a prediction `p` and target `t` `(B, C, spatial...)`, per batch and
@@ -20,6 +21,9 @@ use crate::prepare::{reduce_axes, Act, Prepare};
 /// The prediction is activated (`sigmoid`, `softmax` along channels, or `other_act`); `to_onehot_y`
 /// turns labels `(B, 1, ...)` into one-hot; `include_background=false` drops channel 0;
 /// `ignore_index` zeroes prediction and target where the original target holds that label.
+///
+/// With `softmax` and `to_onehot_y` on labels the sums come from one fused pass over the logits
+/// (`label_sums.rs`), without the one-hot target or the softmax in memory.
 #[derive(Clone, Debug)]
 pub struct DiceLoss {
     pub include_background: bool,
@@ -67,7 +71,48 @@ impl DiceLoss {
     /// The loss of `input` (logits or probabilities `(B, C, spatial...)`) against `target`
     /// (`(B, C, ...)`, or labels `(B, 1, ...)` with `to_onehot_y`).
     pub fn forward(&self, input: &Tensor, target: &Tensor) -> Result<Tensor> {
-        let (f, rank) = self.unweighted(input, target)?;
+        if self.fuses(input, target) {
+            let sums = LabelSums::new(OP, input, target, self.label_sums_options(None))?;
+            return self.of_label_sums(&sums, input.rank());
+        }
+        let (o, rank) = self.composed_overlap(input, target)?;
+        self.of_overlap(o, rank)
+    }
+
+    /// Whether [`DiceLoss::forward`] takes the fused path of `label_sums.rs`: `softmax` (and no
+    /// other activation) with `to_onehot_y` on labels it accepts ([`LabelSums::applies`]).
+    pub(crate) fn fuses(&self, input: &Tensor, target: &Tensor) -> bool {
+        self.softmax
+            && !self.sigmoid
+            && self.other_act.is_none()
+            && self.to_onehot_y
+            && LabelSums::applies(input, target, self.ignore_index)
+    }
+
+    /// The options of the fused sums this loss needs, plus the focal rows with `focal_gamma`.
+    pub(crate) fn label_sums_options(&self, focal_gamma: Option<f64>) -> LabelSumsOptions {
+        LabelSumsOptions {
+            ignore_index: self.ignore_index,
+            squared: self.squared_pred,
+            focal_gamma,
+        }
+    }
+
+    /// The loss from the fused sums of a prediction of rank `rank`.
+    pub(crate) fn of_label_sums(&self, sums: &LabelSums, rank: usize) -> Result<Tensor> {
+        self.of_overlap(sums.overlap(self.include_background, self.batch)?, rank)
+    }
+
+    /// `f` from the overlap `(B, C)` (`(C,)` with `batch`), weighted and reduced.
+    fn of_overlap(&self, o: Overlap, rank: usize) -> Result<Tensor> {
+        let (fp, fn_) = if self.jaccard {
+            (o.fp, o.fn_)
+        } else {
+            (o.fp.mul_scalar(0.5)?, o.fn_.mul_scalar(0.5)?)
+        };
+        let numerator = o.tp.mul_scalar(2.0)?.add_scalar(self.smooth_nr)?;
+        let denominator = o.tp.add(&fp)?.add(&fn_)?.affine(2.0, self.smooth_dr)?;
+        let f = numerator.div(&denominator)?.affine(-1.0, 1.0)?;
         let classes = f.shape()[f.rank() - 1];
         let f = match &self.weight {
             Some(w) if classes != 1 => {
@@ -80,8 +125,9 @@ impl DiceLoss {
         self.reduction.reduce_keeping_rank(&f, rank)
     }
 
-    /// `f` before weighting, `(B, C)` (`(C,)` with `batch`), and the prediction's rank.
-    fn unweighted(&self, input: &Tensor, target: &Tensor) -> Result<(Tensor, usize)> {
+    /// The overlap by the composed path (activation, one-hot target, masks, elementwise sums), and
+    /// the prediction's rank.
+    fn composed_overlap(&self, input: &Tensor, target: &Tensor) -> Result<(Overlap, usize)> {
         let p = Prepare {
             op: OP,
             act: Act {
@@ -100,15 +146,10 @@ impl DiceLoss {
             soft_label: self.soft_label,
             decoupled: true,
         };
-        let o = overlap(&p.input, &p.target, &reduce_axes(rank, self.batch), kind)?;
-        let (fp, fn_) = if self.jaccard {
-            (o.fp, o.fn_)
-        } else {
-            (o.fp.mul_scalar(0.5)?, o.fn_.mul_scalar(0.5)?)
-        };
-        let numerator = o.tp.mul_scalar(2.0)?.add_scalar(self.smooth_nr)?;
-        let denominator = o.tp.add(&fp)?.add(&fn_)?.affine(2.0, self.smooth_dr)?;
-        Ok((numerator.div(&denominator)?.affine(-1.0, 1.0)?, rank))
+        Ok((
+            overlap(&p.input, &p.target, &reduce_axes(rank, self.batch), kind)?,
+            rank,
+        ))
     }
 }
 

@@ -3,8 +3,9 @@
 use seg_tensor::{Error, Result, Tensor};
 
 use crate::cross_entropy::{BceWithLogitsLoss, CrossEntropyLoss};
+use crate::label_sums::LabelSums;
 use crate::options::{ClassWeight, Reduction};
-use crate::prepare::{expect_no_dice_weight, expect_target_channels, non_negative_lambda};
+use crate::prepare::{expect_finite, expect_no_dice_weight, expect_target_channels, non_negative_lambda};
 use crate::DiceLoss;
 
 /// `monai.losses.DiceCELoss`: `lambda_dice * Dice + lambda_ce * CE` on logits `(B, C, spatial...)`.
@@ -17,6 +18,8 @@ use crate::DiceLoss;
 /// when the target is labels `(B, 1, ...)` and against the target as probabilities when it has `C`
 /// channels; with one prediction channel it is [`BceWithLogitsLoss`] with `pos_weight = weight`
 /// instead. `dice.reduction` is `Mean` or `Sum` (MONAI's `DiceCEReduction`).
+///
+/// With `softmax` and `to_onehot_y` on labels both terms come from one fused pass (`label_sums.rs`).
 #[derive(Clone, Debug)]
 pub struct DiceCELoss {
     /// The Dice term and the arguments the two terms share; its own `weight` stays `None`.
@@ -69,25 +72,29 @@ impl DiceCELoss {
         let dice = DiceLoss {
             weight: dice_weight,
             ..self.dice.clone()
-        }
-        .forward(input, target)?;
-        let ce = if input.shape()[1] == 1 {
-            BceWithLogitsLoss {
-                pos_weight: self.weight.clone(),
-                reduction,
-            }
-            .forward(input, target)?
+        };
+        let ce = CrossEntropyLoss {
+            weight: self.weight.clone(),
+            reduction,
+            label_smoothing: self.label_smoothing,
+        };
+        let (dice, ce) = if dice.fuses(input, target) {
+            let sums = LabelSums::new(OP, input, target, dice.label_sums_options(None))?;
+            (dice.of_label_sums(&sums, input.rank())?, ce.of_label_sums(&sums)?)
         } else {
-            let ce = CrossEntropyLoss {
-                weight: self.weight.clone(),
-                reduction,
-                label_smoothing: self.label_smoothing,
-            };
-            if target.shape()[1] == 1 {
+            expect_finite(OP, input, target)?;
+            let ce = if input.shape()[1] == 1 {
+                let bce = BceWithLogitsLoss {
+                    pos_weight: self.weight.clone(),
+                    reduction,
+                };
+                bce.forward(input, target)?
+            } else if target.shape()[1] == 1 {
                 ce.forward(input, &target.squeeze(1)?)?
             } else {
                 ce.forward(input, target)?
-            }
+            };
+            (dice.forward(input, target)?, ce)
         };
         dice.mul_scalar(self.lambda_dice)?.add(&ce.mul_scalar(self.lambda_ce)?)
     }

@@ -2,7 +2,8 @@
 
 use seg_tensor::{Result, Tensor};
 
-use crate::options::ClassWeight;
+use crate::label_sums::LabelSums;
+use crate::options::{ClassWeight, Reduction};
 use crate::prepare::{expect_no_dice_weight, non_negative_lambda, onehot_target_first};
 use crate::{DiceLoss, FocalLoss};
 
@@ -50,13 +51,6 @@ impl DiceFocalLoss {
         expect_no_dice_weight(OP, &self.dice, "set DiceFocalLoss.weight: it serves both terms")?;
         non_negative_lambda(OP, "lambda_dice", self.lambda_dice)?;
         non_negative_lambda(OP, "lambda_focal", self.lambda_focal)?;
-        let target = onehot_target_first(OP, input, target, self.dice.to_onehot_y)?;
-        let dice = DiceLoss {
-            to_onehot_y: false,
-            weight: self.weight.clone(),
-            ..self.dice.clone()
-        }
-        .forward(input, &target)?;
         let focal = FocalLoss {
             include_background: self.dice.include_background,
             gamma: self.gamma,
@@ -64,8 +58,22 @@ impl DiceFocalLoss {
             weight: self.weight.clone(),
             reduction: self.dice.reduction,
             ..FocalLoss::default()
-        }
-        .forward(input, &target)?;
+        };
+        let dice = DiceLoss {
+            weight: self.weight.clone(),
+            ..self.dice.clone()
+        };
+        let (dice, focal) = if dice.fuses(input, target) && dice.reduction != Reduction::None {
+            let sums = LabelSums::new(OP, input, target, dice.label_sums_options(Some(self.gamma)))?;
+            (dice.of_label_sums(&sums, input.rank())?, focal.of_label_sums(&sums)?)
+        } else {
+            let target = onehot_target_first(OP, input, target, self.dice.to_onehot_y)?;
+            let dice = DiceLoss {
+                to_onehot_y: false,
+                ..dice
+            };
+            (dice.forward(input, &target)?, focal.forward(input, &target)?)
+        };
         dice.mul_scalar(self.lambda_dice)?
             .add(&focal.mul_scalar(self.lambda_focal)?)
     }

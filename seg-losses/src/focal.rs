@@ -2,8 +2,9 @@
 
 use seg_tensor::{Error, Result, Tensor};
 
+use crate::label_sums::{LabelSums, FOCAL_NEG, FOCAL_POS};
 use crate::options::{along_axis, ClassWeight, Reduction};
-use crate::prepare::{scalar_like, Act, Prepare};
+use crate::prepare::{scalar_like, without_background, Act, Prepare};
 use crate::sigmoid_focal::sigmoid_focal;
 
 /// `monai.losses.FocalLoss` on logits `x` and a target `t` `(B, C, spatial...)`, elementwise:
@@ -92,6 +93,46 @@ impl FocalLoss {
                 loss.sum(&spatial, true)?.div(&counted)?.sum_all()
             }
         }
+    }
+
+    /// The sigmoid form against the one-hot labels of the fused sums (`label_sums.rs`, with the
+    /// focal rows), `Mean` or `Sum`: with `F1_c`, `F0_c` the sums of the term over the voxels where
+    /// `t_c` is 1 and 0, class `c` contributes `w_c (alpha F1_c + (1 - alpha) F0_c)` (per-class alpha:
+    /// `w_c (alpha_c F1_c + F0_c)`); `Mean` divides the total by the element count, `Sum` by the
+    /// voxel count (the sum of spatial means). `use_softmax` and `ignore_index` need the composed path.
+    pub(crate) fn of_label_sums(&self, sums: &LabelSums) -> Result<Tensor> {
+        if self.use_softmax || self.ignore_index.is_some() || self.reduction == Reduction::None {
+            return Err(Error::invalid(
+                OP,
+                "the fused sums hold the sigmoid form, reduced, without ignore_index",
+            ));
+        }
+        let keep = |t: Tensor| -> Result<Tensor> {
+            if self.include_background {
+                Ok(t)
+            } else {
+                without_background(&t)
+            }
+        };
+        let (pos, neg) = (keep(sums.row(FOCAL_POS)?)?, keep(sums.row(FOCAL_NEG)?)?);
+        let mut loss = match &self.alpha {
+            None => pos.add(&neg)?,
+            Some(ClassWeight::Scalar(a)) => pos.mul_scalar(*a)?.add(&neg.mul_scalar(1.0 - a)?)?,
+            Some(per_class) => {
+                let alpha = per_class.values(OP, "alpha", pos.shape()[1])?;
+                pos.mul(&along_axis(&alpha, 1, 2, &pos)?)?.add(&neg)?
+            }
+        };
+        if let Some(w) = &self.weight {
+            loss = loss.mul(&class_weight(w, &loss)?)?;
+        }
+        let voxels = sums.spatial() as f64;
+        let count = if self.reduction == Reduction::Mean {
+            loss.numel() as f64 * voxels
+        } else {
+            voxels
+        };
+        loss.sum_all()?.mul_scalar(1.0 / count)
     }
 
     fn sigmoid_form(&self, x: &Tensor, t: &Tensor) -> Result<Tensor> {

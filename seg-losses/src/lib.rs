@@ -46,6 +46,7 @@ mod dice_ce;
 mod dice_focal;
 mod focal;
 mod generalized_dice;
+mod label_sums;
 mod options;
 mod overlap;
 mod poly_dice;

@@ -223,10 +223,9 @@ pub(crate) fn non_negative_lambda(op: &'static str, name: &str, value: f64) -> R
 }
 
 /// MONAI's checks of the compound losses: `input` and `target` of equal rank, and the target with 1
-/// or the prediction's channel count.
+/// or the prediction's channel count. (Their terms check that the values are finite.)
 pub(crate) fn expect_target_channels(op: &'static str, input: &Tensor, target: &Tensor) -> Result<()> {
     expect_batched(op, input)?;
-    expect_finite(op, input, target)?;
     if input.rank() != target.rank() {
         return Err(Error::ShapeMismatch {
             op,
@@ -249,9 +248,9 @@ pub(crate) fn expect_target_channels(op: &'static str, input: &Tensor, target: &
     Ok(())
 }
 
-/// The compound losses' target: checked by [`expect_target_channels`], then made one-hot up front
-/// when `to_onehot_y` and the prediction has more than one channel (MONAI's `DiceFocalLoss`,
-/// `SoftDiceclDiceLoss`), so that both terms see the same target.
+/// The compound losses' target: checked by [`expect_target_channels`] and [`expect_finite`], then
+/// made one-hot up front when `to_onehot_y` and the prediction has more than one channel (MONAI's
+/// `DiceFocalLoss`, `SoftDiceclDiceLoss`), so that both terms see the same target.
 pub(crate) fn onehot_target_first(
     op: &'static str,
     input: &Tensor,
@@ -259,6 +258,7 @@ pub(crate) fn onehot_target_first(
     to_onehot_y: bool,
 ) -> Result<Tensor> {
     expect_target_channels(op, input, target)?;
+    expect_finite(op, input, target)?;
     let classes = input.shape()[1];
     if to_onehot_y && classes > 1 {
         one_hot(op, &target.to_dtype(input.dtype())?, classes)

@@ -62,13 +62,16 @@ pub fn soft_open(img: &Tensor) -> Result<Tensor> {
 
 /// The soft skeleton after `iter_` erosions: with `img_0 = img`, `img_{k+1} = erode(img_k)` and
 /// `delta_k = relu(img_k - open(img_k))`, `skel = delta_0`, then `skel += relu(delta_k - skel delta_k)`
-/// for `k = 1..=iter_`.
+/// for `k = 1..=iter_`. `open(img_k) = dilate(img_{k+1})`, so each erosion is computed once (MONAI's
+/// `soft_skel` computes it twice; the values and gradients are the same).
 pub fn soft_skel(img: &Tensor, iter_: usize) -> Result<Tensor> {
     let mut img = img.clone();
-    let mut skel = img.sub(&soft_open(&img)?)?.relu()?;
+    let mut eroded = soft_erode(&img)?;
+    let mut skel = img.sub(&soft_dilate(&eroded)?)?.relu()?;
     for _ in 0..iter_ {
-        img = soft_erode(&img)?;
-        let delta = img.sub(&soft_open(&img)?)?.relu()?;
+        img = eroded;
+        eroded = soft_erode(&img)?;
+        let delta = img.sub(&soft_dilate(&eroded)?)?.relu()?;
         skel = skel.add(&delta.sub(&skel.mul(&delta)?)?.relu()?)?;
     }
     Ok(skel)
@@ -121,6 +124,29 @@ mod tests {
             &logits(&[1, 1, 3, 4, 3], 2),
             &logits(&[1], 0),
         );
+    }
+
+    #[test]
+    fn reusing_each_erosion_matches_monai_s_loop() {
+        // MONAI's soft_skel, which erodes each image twice.
+        let monai = |img: &Tensor, iter_: usize| -> Result<Tensor> {
+            let mut img = img.clone();
+            let mut skel = img.sub(&soft_open(&img)?)?.relu()?;
+            for _ in 0..iter_ {
+                img = soft_erode(&img)?;
+                let delta = img.sub(&soft_open(&img)?)?.relu()?;
+                skel = skel.add(&delta.sub(&skel.mul(&delta)?)?.relu()?)?;
+            }
+            Ok(skel)
+        };
+        let x = logits(&[2, 1, 6, 5, 4], 4).sigmoid().unwrap().requires_grad();
+        let g = logits(&[2, 1, 6, 5, 4], 5);
+        let (ours, theirs) = (soft_skel(&x, 3).unwrap(), monai(&x, 3).unwrap());
+        assert_eq!(ours.to_vec_f64(), theirs.to_vec_f64());
+        let (a, b) = (ours.backward_with(&g).unwrap(), theirs.backward_with(&g).unwrap());
+        // The shared erosions add their gradients in another order: equal up to rounding.
+        let (a, b) = (a.get(&x).unwrap().to_vec_f64(), b.get(&x).unwrap().to_vec_f64());
+        assert!(a.iter().zip(&b).all(|(a, b)| (a - b).abs() <= 1e-12 * (1.0 + b.abs())));
     }
 
     #[test]

@@ -67,6 +67,60 @@ fn nan_and_inf_in_prediction_or_target_are_errors_naming_the_loss() {
     }
 }
 
+/// The fused path of softmax against labels finds them too.
+#[test]
+fn nan_and_inf_are_errors_on_the_fused_label_path() {
+    let dice = || DiceLoss {
+        softmax: true,
+        to_onehot_y: true,
+        ..Default::default()
+    };
+    let fused: Vec<(&str, Forward)> = vec![
+        ("DiceLoss", Box::new(move |x, y| dice().forward(x, y))),
+        (
+            "DiceCELoss",
+            Box::new(move |x, y| {
+                DiceCELoss {
+                    dice: dice(),
+                    ..Default::default()
+                }
+                .forward(x, y)
+            }),
+        ),
+        (
+            "DiceFocalLoss",
+            Box::new(move |x, y| {
+                DiceFocalLoss {
+                    dice: dice(),
+                    ..Default::default()
+                }
+                .forward(x, y)
+            }),
+        ),
+    ];
+    let x = Tensor::randn(&[2, 3, 6, 7], 0, DType::F32).unwrap();
+    let y = Tensor::zeros(&[2, 1, 6, 7], DType::F32);
+    let with = |t: &Tensor, at: usize, v: f32| {
+        let mut values = t.to_vec::<f32>().unwrap();
+        values[at] = v;
+        Tensor::from_vec(values, t.shape()).unwrap()
+    };
+    for (name, forward) in fused {
+        assert!(forward(&x, &y).unwrap().item().unwrap().is_finite(), "{name}");
+        for (bad, at) in [(f32::NAN, 0), (f32::INFINITY, 37), (f32::NEG_INFINITY, 83)] {
+            for (what, x, y) in [
+                ("prediction", with(&x, at, bad), y.clone()),
+                ("target", x.clone(), with(&y, at, bad)),
+            ] {
+                let msg = forward(&x, &y).expect_err(name).to_string();
+                assert!(msg.contains(name), "{name}: {msg}");
+                assert!(msg.contains(&format!("finite {what}")), "{name}: {msg}");
+                assert!(msg.contains(&format!("flat index {at}")), "{name}: {msg}");
+            }
+        }
+    }
+}
+
 #[test]
 fn cross_entropy_rejects_nan_logits() {
     let x = Tensor::from_vec(vec![0.0f32, f32::NAN, 1.0, 2.0], &[1, 2, 2]).unwrap();

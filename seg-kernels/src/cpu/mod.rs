@@ -4,6 +4,7 @@ pub mod conv;
 pub mod conv_direct;
 pub mod gemm;
 pub mod interpolate;
+pub mod label_softmax;
 pub mod norm;
 pub mod pool;
 pub mod selective_scan;
