@@ -3,7 +3,7 @@
 use seg_tensor::{Error, Result, Tensor};
 
 use crate::options::{Activation, Reduction};
-use crate::prepare::{onehot_target_first, Act, Prepare};
+use crate::prepare::{expect_spatial, onehot_target_first, Act, Prepare};
 use crate::skeleton::soft_skel;
 use crate::DiceLoss;
 
@@ -55,6 +55,7 @@ impl SoftclDiceLoss {
     /// `(B, 1, ...)` with `to_onehot_y`).
     pub fn forward(&self, input: &Tensor, target: &Tensor) -> Result<Tensor> {
         const OP: &str = "SoftclDiceLoss";
+        expect_spatial(OP, input)?;
         if self.smooth <= 0.0 {
             return Err(Error::invalid(
                 OP,

@@ -5,7 +5,7 @@ use seg_tensor::{Result, Tensor};
 use crate::label_sums::{LabelSums, LabelSumsOptions};
 use crate::options::{along_axis, Activation, ClassWeight, Reduction};
 use crate::overlap::{overlap, Overlap, OverlapKind};
-use crate::prepare::{reduce_axes, Act, Prepare};
+use crate::prepare::{expect_spatial, reduce_axes, Act, Prepare};
 
 /// `monai.losses.DiceLoss`: for a prediction `p` and target `t` `(B, C, spatial...)`, per batch and
 /// class (per class only when `batch`), with sums over the spatial axes (and the batch):
@@ -71,6 +71,7 @@ impl DiceLoss {
     /// The loss of `input` (logits or probabilities `(B, C, spatial...)`) against `target`
     /// (`(B, C, ...)`, or labels `(B, 1, ...)` with `to_onehot_y`).
     pub fn forward(&self, input: &Tensor, target: &Tensor) -> Result<Tensor> {
+        expect_spatial(OP, input)?;
         if self.fuses(input, target) {
             let sums = LabelSums::new(OP, input, target, self.label_sums_options(None))?;
             return self.of_label_sums(&sums, input.rank());

@@ -6,7 +6,7 @@ use seg_tensor::{Error, Result, Tensor};
 
 use crate::options::{Activation, Reduction};
 use crate::overlap::{overlap, OverlapKind};
-use crate::prepare::{reduce_axes, Act, Prepare};
+use crate::prepare::{expect_spatial, reduce_axes, Act, Prepare};
 
 /// MONAI's `Weight`: how the class weights `w` follow from the target volume `G = sum t`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -87,6 +87,7 @@ impl GeneralizedDiceLoss {
     /// The loss of `input` `(B, C, spatial...)` against `target` (`(B, C, ...)`, or labels
     /// `(B, 1, ...)` with `to_onehot_y`).
     pub fn forward(&self, input: &Tensor, target: &Tensor) -> Result<Tensor> {
+        expect_spatial(OP, input)?;
         let p = Prepare {
             op: OP,
             act: Act {

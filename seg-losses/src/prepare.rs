@@ -116,6 +116,19 @@ pub(crate) fn expect_batched(op: &'static str, input: &Tensor) -> Result<()> {
     Ok(())
 }
 
+/// Fails unless `input` is `(B, C, spatial...)` with at least one spatial axis, as MONAI's overlap
+/// losses document (`BNH[WD]`): their sums run over the spatial axes.
+pub(crate) fn expect_spatial(op: &'static str, input: &Tensor) -> Result<()> {
+    if input.rank() < 3 {
+        return Err(Error::ShapeMismatch {
+            op,
+            expected: "a prediction (B, C, spatial...) with at least one spatial axis".into(),
+            found: input.shape().to_vec(),
+        });
+    }
+    Ok(())
+}
+
 /// Fails when the prediction or the target holds a NaN or an infinity, naming the first one found.
 /// One read-only pass over each float tensor (threaded over blocks, branch-free within a block);
 /// integer labels are finite by construction and are not read.

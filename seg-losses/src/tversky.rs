@@ -4,7 +4,7 @@ use seg_tensor::{Result, Tensor};
 
 use crate::options::{Activation, Reduction};
 use crate::overlap::{overlap, OverlapKind};
-use crate::prepare::{reduce_axes, Act, Prepare};
+use crate::prepare::{expect_spatial, reduce_axes, Act, Prepare};
 
 /// `monai.losses.TverskyLoss`: per batch and class (per class with `batch`), with sums over the
 /// spatial axes (and the batch) `tp = sum p t`, `fp = sum p (1 - t)`, `fn = sum (1 - p) t`,
@@ -58,6 +58,7 @@ impl TverskyLoss {
     /// The loss of `input` `(B, C, spatial...)` against `target` (`(B, C, ...)`, or labels
     /// `(B, 1, ...)` with `to_onehot_y`).
     pub fn forward(&self, input: &Tensor, target: &Tensor) -> Result<Tensor> {
+        expect_spatial("TverskyLoss", input)?;
         let p = Prepare {
             op: "TverskyLoss",
             act: Act {

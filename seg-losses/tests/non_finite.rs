@@ -1,39 +1,10 @@
 //! Every loss reports a NaN or an infinity in its prediction or target as an error naming the loss.
 
-use seg_losses::{
-    BceWithLogitsLoss, DiceCELoss, DiceFocalLoss, DiceLoss, FocalLoss, GeneralizedDiceLoss, PolyDiceLoss,
-    SoftDiceclDiceLoss, SoftclDiceLoss, TverskyLoss,
-};
-use seg_tensor::{DType, Result, Tensor};
+mod common;
 
-type Forward = Box<dyn Fn(&Tensor, &Tensor) -> Result<Tensor>>;
-
-fn losses() -> Vec<(&'static str, Forward)> {
-    vec![
-        ("DiceLoss", Box::new(|x, y| DiceLoss::default().forward(x, y))),
-        (
-            "GeneralizedDiceLoss",
-            Box::new(|x, y| GeneralizedDiceLoss::default().forward(x, y)),
-        ),
-        ("TverskyLoss", Box::new(|x, y| TverskyLoss::default().forward(x, y))),
-        ("FocalLoss", Box::new(|x, y| FocalLoss::default().forward(x, y))),
-        ("DiceCELoss", Box::new(|x, y| DiceCELoss::default().forward(x, y))),
-        ("DiceFocalLoss", Box::new(|x, y| DiceFocalLoss::default().forward(x, y))),
-        (
-            "SoftclDiceLoss",
-            Box::new(|x, y| SoftclDiceLoss::default().forward(x, y)),
-        ),
-        (
-            "SoftDiceclDiceLoss",
-            Box::new(|x, y| SoftDiceclDiceLoss::default().forward(x, y)),
-        ),
-        ("PolyDiceLoss", Box::new(|x, y| PolyDiceLoss::default().forward(x, y))),
-        (
-            "BCEWithLogitsLoss",
-            Box::new(|x, y| BceWithLogitsLoss::default().forward(x, y)),
-        ),
-    ]
-}
+use common::{losses, Forward};
+use seg_losses::{DiceCELoss, DiceFocalLoss, DiceLoss};
+use seg_tensor::{DType, Tensor};
 
 #[test]
 fn nan_and_inf_in_prediction_or_target_are_errors_naming_the_loss() {
