@@ -15,6 +15,8 @@ pub enum CudaError {
     Compile { source: String, arch: String, log: String },
     /// A driver or cuBLAS call failed.
     Call { what: String, message: String },
+    /// Something the CUDA kernels do not handle (named in the message).
+    Unsupported(String),
 }
 
 impl CudaError {
@@ -43,6 +45,7 @@ impl fmt::Display for CudaError {
                 write!(f, "NVRTC could not compile {source} for {arch} cleanly:\n{log}")
             }
             CudaError::Call { what, message } => write!(f, "{what} failed: {message}"),
+            CudaError::Unsupported(what) => write!(f, "not supported on CUDA: {what}"),
         }
     }
 }

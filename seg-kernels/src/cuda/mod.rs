@@ -4,12 +4,27 @@
 //! Nothing here panics when CUDA is missing: [`Gpu::new`] checks for the driver library, a device and
 //! libnvrtc first and returns a [`CudaError`] that says which one is absent.
 
+mod blas;
 mod compile;
+mod elementwise;
 mod error;
 mod gpu;
+mod launch;
+mod reduce;
 mod sources;
+mod strided;
 
+pub use blas::matmul;
 pub use compile::{compile, nvrtc_present, Compiled};
+pub use elementwise::{
+    binary, binary_backward, cast, compare, copy, fill, gather, select, unary, unary_backward, BinaryKernel,
+    CompareKernel, UnaryKernel,
+};
 pub use error::CudaError;
-pub use gpu::Gpu;
+pub use gpu::{Gpu, PoolBytes};
+pub use reduce::{arg_rows, reduce_rows, softmax, softmax_backward, ReduceKernel};
 pub use sources::{Source, SOURCES};
+pub use strided::{CudaElement, CudaFloat, Strided, MAX_RANK};
+
+/// cudarc's buffer type, re-exported for the crates that hold device buffers.
+pub use cudarc::driver::CudaSlice;

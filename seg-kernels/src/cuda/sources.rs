@@ -28,4 +28,6 @@ macro_rules! sources {
 
 sources! {
     ELEMENTWISE = "elementwise.cu",
+    REDUCE = "reduce.cu",
+    SOFTMAX = "softmax.cu",
 }
