@@ -111,6 +111,7 @@ impl Tensor {
     /// index's shape.
     pub fn gather(&self, dim: isize, index: &Tensor) -> Result<Tensor> {
         expect_index("gather", index)?;
+        crate::ops::expect_cpu("gather", &[self, index])?;
         let d = normalize_dim("gather", dim, self.rank())?;
         let offsets = along_dim_offsets("gather", index, d, self.shape())?;
         let out = with_element!(self.dtype(), T => {
@@ -128,6 +129,7 @@ impl Tensor {
     /// `torch.scatter_add` (out of place).
     pub fn scatter_add(&self, dim: isize, index: &Tensor, src: &Tensor) -> Result<Tensor> {
         expect_index("scatter_add", index)?;
+        crate::ops::expect_cpu("scatter_add", &[self, index, src])?;
         expect_float("scatter_add", self)?;
         expect_same_kind("scatter_add", self, src)?;
         let d = normalize_dim("scatter_add", dim, self.rank())?;
@@ -155,6 +157,7 @@ impl Tensor {
     /// The slices at positions `index` (1-D, i64) along `dim`, as `torch.index_select`.
     pub fn index_select(&self, dim: isize, index: &Tensor) -> Result<Tensor> {
         expect_index("index_select", index)?;
+        crate::ops::expect_cpu("index_select", &[self, index])?;
         let d = normalize_dim("index_select", dim, self.rank())?;
         if index.rank() != 1 {
             return Err(Error::ShapeMismatch {
@@ -196,6 +199,7 @@ impl Tensor {
     /// `dtype` (PyTorch returns i64; losses want a float).
     pub fn one_hot(&self, num_classes: Option<usize>, dtype: DType) -> Result<Tensor> {
         expect_index("one_hot", self)?;
+        crate::ops::expect_cpu("one_hot", &[self])?;
         let labels = self.values::<i64>()?;
         let classes = match num_classes {
             Some(c) => c,
