@@ -231,14 +231,15 @@ pub fn run_case_on(case: &Case, device: Device) -> Outcome {
 
 fn check_case(case: &Case, device: Device) -> std::result::Result<f64, String> {
     let wants_grad = !case.upstream.is_empty();
-    let moved = |map: &BTreeMap<String, Tensor>, track: bool| -> std::result::Result<BTreeMap<String, Tensor>, String> {
-        map.iter()
-            .map(|(k, t)| {
-                let t = t.to_device(device).map_err(|e| e.to_string())?;
-                Ok((k.clone(), if track { t.requires_grad() } else { t }))
-            })
-            .collect()
-    };
+    let moved =
+        |map: &BTreeMap<String, Tensor>, track: bool| -> std::result::Result<BTreeMap<String, Tensor>, String> {
+            map.iter()
+                .map(|(k, t)| {
+                    let t = t.to_device(device).map_err(|e| e.to_string())?;
+                    Ok((k.clone(), if track { t.requires_grad() } else { t }))
+                })
+                .collect()
+        };
     let inputs = moved(&case.inputs, wants_grad)?;
     let module_params = moved(&case.module_params, wants_grad)?;
     let upstream = moved(&case.upstream, false)?;

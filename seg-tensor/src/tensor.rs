@@ -283,10 +283,14 @@ impl Tensor {
             return Ok(self.clone());
         }
         let out = match device {
-            Device::Cpu => crate::with_element!(self.dtype(), T => Tensor::from_vec(self.to_vec::<T>()?, self.shape()))?,
+            Device::Cpu => {
+                crate::with_element!(self.dtype(), T => Tensor::from_vec(self.to_vec::<T>()?, self.shape()))?
+            }
             Device::Cuda(ordinal) => crate::cuda::upload(self, ordinal)?,
         };
-        Ok(Tensor::from_op(out, &[self], |_| ToDeviceBackward { device: self.device() }))
+        Ok(Tensor::from_op(out, &[self], |_| ToDeviceBackward {
+            device: self.device(),
+        }))
     }
 
     // ----- autodiff -----

@@ -24,9 +24,14 @@ fn randn(shape: &[usize], seed: u64) -> Tensor {
 fn assert_close(what: &str, gpu: &Tensor, cpu: &Tensor, tol: f64) {
     assert_eq!(gpu.shape(), cpu.shape(), "{what}: shape");
     assert_eq!(gpu.dtype(), cpu.dtype(), "{what}: dtype");
-    assert!(matches!(gpu.device(), Device::Cuda(_)), "{what}: the result left the GPU");
+    assert!(
+        matches!(gpu.device(), Device::Cuda(_)),
+        "{what}: the result left the GPU"
+    );
     let (g, c) = (gpu.to_vec_f64(), cpu.to_vec_f64());
-    let scale = c.iter().fold(1.0f64, |m, x| if x.is_finite() { m.max(x.abs()) } else { m });
+    let scale = c
+        .iter()
+        .fold(1.0f64, |m, x| if x.is_finite() { m.max(x.abs()) } else { m });
     for (i, (a, b)) in g.iter().zip(&c).enumerate() {
         let same = (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= tol * scale;
         assert!(same, "{what}: element {i}: cuda {a} vs cpu {b}");
@@ -51,16 +56,30 @@ fn to_device_round_trips_every_dtype() {
         assert_eq!(back.to_vec_f64(), t.to_vec_f64(), "{dtype:?}");
         // A view (permuted and narrowed) moved, read back and made dense on the device.
         let view = t.permute(&[2, 0, 1]).unwrap().narrow(1, 1, 2).unwrap();
-        let on = t.to_device(dev).unwrap().permute(&[2, 0, 1]).unwrap().narrow(1, 1, 2).unwrap();
+        let on = t
+            .to_device(dev)
+            .unwrap()
+            .permute(&[2, 0, 1])
+            .unwrap()
+            .narrow(1, 1, 2)
+            .unwrap();
         assert_eq!(on.to_vec_f64(), view.to_vec_f64(), "{dtype:?} view");
-        assert_eq!(on.contiguous().unwrap().to_vec_f64(), view.to_vec_f64(), "{dtype:?} contiguous");
+        assert_eq!(
+            on.contiguous().unwrap().to_vec_f64(),
+            view.to_vec_f64(),
+            "{dtype:?} contiguous"
+        );
     }
 }
 
 #[test]
 fn casts_match_the_cpu() {
     let Some(dev) = gpu() else { return };
-    let x = randn(&[7, 9], 2).mul_scalar(300.0).unwrap().to_dtype(DType::F64).unwrap();
+    let x = randn(&[7, 9], 2)
+        .mul_scalar(300.0)
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap();
     let dtypes = [DType::F16, DType::BF16, DType::F32, DType::F64, DType::I64, DType::U8];
     for from in dtypes {
         let src = x.to_dtype(from).unwrap();
@@ -108,15 +127,23 @@ fn unary_ops_match_the_cpu() {
     ];
     for (name, op) in ops {
         // On a permuted view too: kernels read through strides.
-        check(name, dev, &[x.clone()], 1e-5, |t| op(&t[0]));
-        check(name, dev, &[x.clone()], 1e-5, |t| op(&t[0].permute(&[2, 0, 1])?));
+        check(name, dev, std::slice::from_ref(&x), 1e-5, |t| op(&t[0]));
+        check(name, dev, std::slice::from_ref(&x), 1e-5, |t| {
+            op(&t[0].permute(&[2, 0, 1])?)
+        });
         // The derivative, through backward.
         let grad_of = |t: &Tensor| -> Result<Tensor> {
             let leaf = t.requires_grad();
             let g = op(&leaf)?.mul(&leaf)?.sum_all()?.backward()?;
             Ok(g.get(&leaf).unwrap().clone())
         };
-        check(&format!("{name} backward"), dev, &[positive.clone()], 1e-4, |t| grad_of(&t[0]));
+        check(
+            &format!("{name} backward"),
+            dev,
+            std::slice::from_ref(&positive),
+            1e-4,
+            |t| grad_of(&t[0]),
+        );
     }
 }
 
@@ -165,7 +192,9 @@ fn comparisons_and_where_match_the_cpu() {
     for (name, op) in ops {
         check(name, dev, &[a.clone(), b.clone()], 0.0, |t| op(&t[0], &t[1]));
     }
-    check("where", dev, &[a.clone(), b.clone()], 0.0, |t| t[0].gt(&t[1])?.where_(&t[0], &t[1]));
+    check("where", dev, &[a.clone(), b.clone()], 0.0, |t| {
+        t[0].gt(&t[1])?.where_(&t[0], &t[1])
+    });
 }
 
 trait RoundTo {
@@ -176,7 +205,11 @@ impl RoundTo for Tensor {
     /// Values rounded to `decimals` places, so that comparisons meet ties.
     fn round_to(&self, decimals: i32) -> Tensor {
         let scale = 10f64.powi(decimals);
-        let v: Vec<f32> = self.to_vec_f64().iter().map(|x| ((x * scale).round() / scale) as f32).collect();
+        let v: Vec<f32> = self
+            .to_vec_f64()
+            .iter()
+            .map(|x| ((x * scale).round() / scale) as f32)
+            .collect();
         Tensor::from_vec(v, self.shape()).unwrap()
     }
 }
@@ -188,24 +221,48 @@ fn reductions_match_the_cpu() {
     for dims in [vec![], vec![0], vec![2], vec![0, 2], vec![1, 2]] {
         for keepdim in [false, true] {
             let d = format!("{dims:?} keepdim={keepdim}");
-            check(&format!("sum {d}"), dev, &[x.clone()], 1e-5, |t| t[0].sum(&dims, keepdim));
-            check(&format!("mean {d}"), dev, &[x.clone()], 1e-5, |t| t[0].mean(&dims, keepdim));
-            check(&format!("var {d}"), dev, &[x.clone()], 1e-5, |t| t[0].var(&dims, 1, keepdim));
-            check(&format!("logsumexp {d}"), dev, &[x.clone()], 1e-5, |t| t[0].logsumexp(&dims, keepdim));
+            check(&format!("sum {d}"), dev, std::slice::from_ref(&x), 1e-5, |t| {
+                t[0].sum(&dims, keepdim)
+            });
+            check(&format!("mean {d}"), dev, std::slice::from_ref(&x), 1e-5, |t| {
+                t[0].mean(&dims, keepdim)
+            });
+            check(&format!("var {d}"), dev, std::slice::from_ref(&x), 1e-5, |t| {
+                t[0].var(&dims, 1, keepdim)
+            });
+            check(&format!("logsumexp {d}"), dev, std::slice::from_ref(&x), 1e-5, |t| {
+                t[0].logsumexp(&dims, keepdim)
+            });
         }
     }
     for dim in [0, 1, 2, -1] {
-        check("max", dev, &[x.clone()], 0.0, |t| Ok(t[0].max_dim(dim, false)?.0));
-        check("min", dev, &[x.clone()], 0.0, |t| Ok(t[0].min_dim(dim, true)?.0));
-        check("argmax", dev, &[x.clone()], 0.0, |t| t[0].argmax(dim, false));
-        check("argmin", dev, &[x.clone()], 0.0, |t| t[0].argmin(dim, false));
+        check("max", dev, std::slice::from_ref(&x), 0.0, |t| {
+            Ok(t[0].max_dim(dim, false)?.0)
+        });
+        check("min", dev, std::slice::from_ref(&x), 0.0, |t| {
+            Ok(t[0].min_dim(dim, true)?.0)
+        });
+        check("argmax", dev, std::slice::from_ref(&x), 0.0, |t| {
+            t[0].argmax(dim, false)
+        });
+        check("argmin", dev, std::slice::from_ref(&x), 0.0, |t| {
+            t[0].argmin(dim, false)
+        });
     }
     // Ties go to the first index; integer dtypes too.
-    let ints = randn(&[6, 50], 9).mul_scalar(2.0).unwrap().to_dtype(DType::I64).unwrap();
-    check("argmax i64", dev, &[ints.clone()], 0.0, |t| t[0].argmax(1, false));
+    let ints = randn(&[6, 50], 9)
+        .mul_scalar(2.0)
+        .unwrap()
+        .to_dtype(DType::I64)
+        .unwrap();
+    check("argmax i64", dev, std::slice::from_ref(&ints), 0.0, |t| {
+        t[0].argmax(1, false)
+    });
     check("max i64", dev, &[ints], 0.0, |t| Ok(t[0].max_dim(0, false)?.0));
     // Through a transposed view.
-    check("sum of a view", dev, &[x.clone()], 1e-5, |t| t[0].permute(&[2, 0, 1])?.sum(&[1], false));
+    check("sum of a view", dev, std::slice::from_ref(&x), 1e-5, |t| {
+        t[0].permute(&[2, 0, 1])?.sum(&[1], false)
+    });
 }
 
 #[test]
@@ -214,16 +271,28 @@ fn softmax_and_log_softmax_with_gradients() {
     let x = randn(&[2, 7, 3, 5], 10).mul_scalar(3.0).unwrap();
     let w = randn(&[2, 7, 3, 5], 11);
     for dim in [0, 1, 3] {
-        check("softmax", dev, &[x.clone()], 1e-5, |t| t[0].softmax(dim));
-        check("log_softmax", dev, &[x.clone()], 1e-5, |t| t[0].log_softmax(dim));
+        check("softmax", dev, std::slice::from_ref(&x), 1e-5, |t| t[0].softmax(dim));
+        check("log_softmax", dev, std::slice::from_ref(&x), 1e-5, |t| {
+            t[0].log_softmax(dim)
+        });
         for log in [false, true] {
             let grad_of = |t: &[Tensor]| -> Result<Tensor> {
                 let leaf = t[0].requires_grad();
-                let y = if log { leaf.log_softmax(dim)? } else { leaf.softmax(dim)? };
+                let y = if log {
+                    leaf.log_softmax(dim)?
+                } else {
+                    leaf.softmax(dim)?
+                };
                 let g = y.mul(&t[1])?.sum_all()?.backward()?;
                 Ok(g.get(&leaf).unwrap().clone())
             };
-            check(&format!("softmax backward log={log}"), dev, &[x.clone(), w.clone()], 1e-4, grad_of);
+            check(
+                &format!("softmax backward log={log}"),
+                dev,
+                &[x.clone(), w.clone()],
+                1e-4,
+                grad_of,
+            );
         }
     }
 }
@@ -234,20 +303,44 @@ fn matmul_batched_broadcast_and_transposed() {
     let a = randn(&[2, 3, 5, 7], 12);
     let b = randn(&[3, 7, 4], 13);
     check("matmul", dev, &[a.clone(), b.clone()], 1e-5, |t| t[0].matmul(&t[1]));
-    check("matmul 2d", dev, &[randn(&[9, 7], 14), randn(&[7, 11], 15)], 1e-5, |t| t[0].matmul(&t[1]));
-    check("matmul transposed", dev, &[randn(&[7, 9], 16), randn(&[11, 7], 17)], 1e-5, |t| {
-        t[0].t()?.matmul(&t[1].t()?)
-    });
-    check("matmul vector", dev, &[randn(&[5, 7], 18), randn(&[7], 19)], 1e-5, |t| t[0].matmul(&t[1]));
-    check("linear", dev, &[randn(&[4, 6, 7], 20), randn(&[3, 7], 21), randn(&[3], 22)], 1e-5, |t| {
-        t[0].linear(&t[1], Some(&t[2]))
-    });
+    check(
+        "matmul 2d",
+        dev,
+        &[randn(&[9, 7], 14), randn(&[7, 11], 15)],
+        1e-5,
+        |t| t[0].matmul(&t[1]),
+    );
+    check(
+        "matmul transposed",
+        dev,
+        &[randn(&[7, 9], 16), randn(&[11, 7], 17)],
+        1e-5,
+        |t| t[0].t()?.matmul(&t[1].t()?),
+    );
+    check(
+        "matmul vector",
+        dev,
+        &[randn(&[5, 7], 18), randn(&[7], 19)],
+        1e-5,
+        |t| t[0].matmul(&t[1]),
+    );
+    check(
+        "linear",
+        dev,
+        &[randn(&[4, 6, 7], 20), randn(&[3, 7], 21), randn(&[3], 22)],
+        1e-5,
+        |t| t[0].linear(&t[1], Some(&t[2])),
+    );
 }
 
 #[test]
 fn norms_forward_and_backward() {
     let Some(dev) = gpu() else { return };
-    let x = randn(&[2, 6, 4, 5], 23).mul_scalar(2.0).unwrap().add_scalar(1.0).unwrap();
+    let x = randn(&[2, 6, 4, 5], 23)
+        .mul_scalar(2.0)
+        .unwrap()
+        .add_scalar(1.0)
+        .unwrap();
     let (w, b) = (randn(&[6], 24), randn(&[6], 25));
     let up = randn(&[2, 6, 4, 5], 26);
     type Norm = fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor>;
@@ -255,7 +348,9 @@ fn norms_forward_and_backward() {
         ("instance_norm", |x, w, b| x.instance_norm(Some(w), Some(b), 1e-5)),
         ("group_norm", |x, w, b| x.group_norm(3, Some(w), Some(b), 1e-5)),
         ("layer_norm", |x, _, _| x.layer_norm(&[4, 5], None, None, 1e-5)),
-        ("batch_norm", |x, w, b| x.batch_norm(None, Some(w), Some(b), true, None, 1e-5)),
+        ("batch_norm", |x, w, b| {
+            x.batch_norm(None, Some(w), Some(b), true, None, 1e-5)
+        }),
     ];
     for (name, norm) in norms {
         let inputs = [x.clone(), w.clone(), b.clone(), up.clone()];
@@ -263,8 +358,13 @@ fn norms_forward_and_backward() {
         for which in 0..3 {
             let grad_of = |t: &[Tensor]| -> Result<Tensor> {
                 let leaves: Vec<Tensor> = t[..3].iter().map(Tensor::requires_grad).collect();
-                let g = norm(&leaves[0], &leaves[1], &leaves[2])?.mul(&t[3])?.sum_all()?.backward()?;
-                Ok(g.get(&leaves[which]).cloned().unwrap_or_else(|| leaves[which].zeros_like()))
+                let g = norm(&leaves[0], &leaves[1], &leaves[2])?
+                    .mul(&t[3])?
+                    .sum_all()?
+                    .backward()?;
+                Ok(g.get(&leaves[which])
+                    .cloned()
+                    .unwrap_or_else(|| leaves[which].zeros_like()))
             };
             if name == "layer_norm" && which > 0 {
                 continue;
@@ -278,14 +378,18 @@ fn norms_forward_and_backward() {
 fn cat_pad_and_narrow_with_gradients() {
     let Some(dev) = gpu() else { return };
     let (a, b) = (randn(&[2, 3, 4], 27), randn(&[2, 5, 4], 28));
-    check("cat", dev, &[a.clone(), b.clone()], 0.0, |t| Tensor::cat(&[&t[0], &t[1]], 1));
-    check("pad", dev, &[a.clone()], 0.0, |t| t[0].pad(&[1, 2, -1, 3], PadMode::Constant, 0.5));
+    check("cat", dev, &[a.clone(), b.clone()], 0.0, |t| {
+        Tensor::cat(&[&t[0], &t[1]], 1)
+    });
+    check("pad", dev, std::slice::from_ref(&a), 0.0, |t| {
+        t[0].pad(&[1, 2, -1, 3], PadMode::Constant, 0.5)
+    });
     let up = randn(&[2, 8, 4], 29);
     let grad_of = |t: &[Tensor]| -> Result<Tensor> {
         let (x, y) = (t[0].requires_grad(), t[1].requires_grad());
         let joined = Tensor::cat(&[&x.narrow(2, 1, 2)?.pad(&[1, 1], PadMode::Constant, 0.0)?, &y], 1)?;
         let g = joined.mul(&t[2])?.sum_all()?.backward()?;
-        Ok(g.get(&x).unwrap().add(&g.get(&y).unwrap().narrow(1, 0, 3)?)?)
+        g.get(&x).unwrap().add(&g.get(&y).unwrap().narrow(1, 0, 3)?)
     };
     check("cat/pad/narrow backward", dev, &[a, b, up], 1e-6, grad_of);
 }
@@ -293,12 +397,20 @@ fn cat_pad_and_narrow_with_gradients() {
 #[test]
 fn gradient_through_a_composed_graph() {
     let Some(dev) = gpu() else { return };
-    let inputs = [randn(&[4, 8], 30), randn(&[6, 8], 31), randn(&[6], 32), randn(&[4, 6], 33)];
+    let inputs = [
+        randn(&[4, 8], 30),
+        randn(&[6, 8], 31),
+        randn(&[6], 32),
+        randn(&[4, 6], 33),
+    ];
     let grads = |t: &[Tensor]| -> Result<Tensor> {
         let (x, w, b) = (t[0].requires_grad(), t[1].requires_grad(), t[2].requires_grad());
         let h = x.linear(&w, Some(&b))?.gelu()?;
         let p = h.log_softmax(1)?.mul(&t[3])?;
-        let loss = p.sum(&[1], false)?.mean_all()?.add(&h.var(&[0], 1, false)?.sum_all()?)?;
+        let loss = p
+            .sum(&[1], false)?
+            .mean_all()?
+            .add(&h.var(&[0], 1, false)?.sum_all()?)?;
         let g = loss.backward()?;
         // All three gradients in one tensor to compare at once.
         Tensor::cat(
@@ -342,8 +454,14 @@ fn mixing_devices_is_an_error_naming_both() {
 fn ops_without_a_cuda_path_say_so() {
     let Some(dev) = gpu() else { return };
     let x = randn(&[1, 2, 4, 4, 4], 35).to_device(dev).unwrap();
-    let err = x.interpolate(&seg_tensor::InterpolateOptions::size(&[8, 8, 8], seg_tensor::InterpolateMode::Nearest));
-    assert!(matches!(err, Err(Error::Unsupported { op: "interpolate", .. })), "{err:?}");
+    let err = x.interpolate(&seg_tensor::InterpolateOptions::size(
+        &[8, 8, 8],
+        seg_tensor::InterpolateMode::Nearest,
+    ));
+    assert!(
+        matches!(err, Err(Error::Unsupported { op: "interpolate", .. })),
+        "{err:?}"
+    );
 }
 
 // ----- without a GPU -----

@@ -136,12 +136,16 @@ impl Gpu {
 
     /// A copy of host `data` on the device.
     pub fn upload<T: CudaElement>(&self, data: &[T]) -> Result<CudaSlice<T>, CudaError> {
-        self.stream.clone_htod(data).map_err(|e| CudaError::call("cuMemcpyHtoD", e))
+        self.stream
+            .clone_htod(data)
+            .map_err(|e| CudaError::call("cuMemcpyHtoD", e))
     }
 
     /// The device buffer copied to the host (waits for the stream: the one synchronisation point).
     pub fn download<T: CudaElement>(&self, data: &CudaSlice<T>) -> Result<Vec<T>, CudaError> {
-        self.stream.clone_dtoh(data).map_err(|e| CudaError::call("cuMemcpyDtoH", e))
+        self.stream
+            .clone_dtoh(data)
+            .map_err(|e| CudaError::call("cuMemcpyDtoH", e))
     }
 
     /// The launch shape of a grid-stride kernel over `n` elements.

@@ -46,7 +46,13 @@ pub(crate) fn group_norm(
 }
 
 /// Layer norm of `x` over its last `k` axes (checked by the caller).
-pub(crate) fn layer_norm(x: &Tensor, k: usize, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f64) -> Result<Tensor> {
+pub(crate) fn layer_norm(
+    x: &Tensor,
+    k: usize,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f64,
+) -> Result<Tensor> {
     let axes: Vec<isize> = (x.rank() - k..x.rank()).map(|d| d as isize).collect();
     let (xhat, _, _) = normalize(x, &axes, eps)?;
     let mut shape = vec![1; x.rank() - k];
@@ -73,7 +79,8 @@ impl BatchNorm {
     ) -> Result<Tensor> {
         let shape = channel_shape(x);
         if !self.training {
-            let s = stats.ok_or_else(|| Error::invalid("batch_norm", "running statistics are required in eval mode"))?;
+            let s =
+                stats.ok_or_else(|| Error::invalid("batch_norm", "running statistics are required in eval mode"))?;
             let mean = s.running_mean.to_dtype(x.dtype())?.reshape(&shape)?;
             let var = s.running_var.to_dtype(x.dtype())?.reshape(&shape)?;
             let xhat = x.sub(&mean)?.div(&var.add_scalar(self.eps)?.sqrt()?)?;
@@ -90,7 +97,10 @@ impl BatchNorm {
                 let channels = [x.shape()[1]];
                 let update = |old: &Tensor, batch: &Tensor, scale: f64| -> Result<Tensor> {
                     let batch = batch.detach().reshape(&channels)?.mul_scalar(m * scale)?;
-                    old.to_dtype(x.dtype())?.mul_scalar(1.0 - m)?.add(&batch)?.to_dtype(old.dtype())
+                    old.to_dtype(x.dtype())?
+                        .mul_scalar(1.0 - m)?
+                        .add(&batch)?
+                        .to_dtype(old.dtype())
                 };
                 s.running_mean = update(&s.running_mean, &mean, 1.0)?;
                 s.running_var = update(&s.running_var, &var, unbiased)?;

@@ -12,12 +12,24 @@ fn rows_view(x: &Tensor, reduced: &[usize]) -> (Layout, (usize, usize)) {
     let kept = (0..x.rank()).filter(|d| !reduced.contains(d));
     let order: Vec<usize> = kept.chain(reduced.iter().copied()).collect();
     let cols = reduced.iter().map(|&d| x.shape()[d]).product::<usize>();
-    let rows = numel(&order.iter().filter(|d| !reduced.contains(d)).map(|&d| x.shape()[d]).collect::<Vec<_>>());
+    let rows = numel(
+        &order
+            .iter()
+            .filter(|d| !reduced.contains(d))
+            .map(|&d| x.shape()[d])
+            .collect::<Vec<_>>(),
+    );
     (x.layout().permute(&order), (rows, cols))
 }
 
 /// `op` over the axes `reduced` of `x` (with `scale`, see `ReduceKernel`), shaped `out_shape`.
-pub(crate) fn reduce(x: &Tensor, reduced: &[usize], op: ReduceKernel, scale: f64, out_shape: &[usize]) -> Result<Tensor> {
+pub(crate) fn reduce(
+    x: &Tensor,
+    reduced: &[usize],
+    op: ReduceKernel,
+    scale: f64,
+    out_shape: &[usize],
+) -> Result<Tensor> {
     let (view, dims) = rows_view(x, reduced);
     with_float!(x.dtype(), "reduce", T => {
         let (gpu, data) = on_gpu::<T>(x)?;

@@ -365,7 +365,10 @@ impl Tensor {
         if on_cuda(self) {
             self.channel_geometry(OP, StatsOver::Channels, weight, bias)?;
             if training && count == 1 {
-                return Err(Error::invalid(OP, "expected more than 1 value per channel when training"));
+                return Err(Error::invalid(
+                    OP,
+                    "expected more than 1 value per channel when training",
+                ));
             }
             let norm = crate::cuda::BatchNorm {
                 training,

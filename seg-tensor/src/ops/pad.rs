@@ -116,7 +116,10 @@ impl Tensor {
             return Ok(out);
         }
         let window = src.shape().to_vec();
-        Ok(Tensor::from_op(out, &[&src], |_| WindowBackward { starts, shape: window }))
+        Ok(Tensor::from_op(out, &[&src], |_| WindowBackward {
+            starts,
+            shape: window,
+        }))
     }
 
     fn remap(&self, maps: Vec<AxisMap>, fill: f64) -> Result<Tensor> {

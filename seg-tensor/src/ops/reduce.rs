@@ -34,8 +34,13 @@ fn reduced_axes(t: &Tensor, op: &'static str, dims: &[isize]) -> Result<Vec<usiz
 
 /// Output shapes of a reduction over `reduced`: (kept as 1, removed), and the reduced count.
 fn reduced_shapes(t: &Tensor, reduced: &[usize]) -> (Vec<usize>, Vec<usize>, usize) {
-    let keep = (0..t.rank()).map(|d| if reduced.contains(&d) { 1 } else { t.shape()[d] }).collect();
-    let drop = (0..t.rank()).filter(|d| !reduced.contains(d)).map(|d| t.shape()[d]).collect();
+    let keep = (0..t.rank())
+        .map(|d| if reduced.contains(&d) { 1 } else { t.shape()[d] })
+        .collect();
+    let drop = (0..t.rank())
+        .filter(|d| !reduced.contains(d))
+        .map(|d| t.shape()[d])
+        .collect();
     (keep, drop, reduced.iter().map(|&d| t.shape()[d]).product())
 }
 

@@ -84,7 +84,9 @@ struct SoftmaxBackward {
 impl Backward for SoftmaxBackward {
     fn backward(self: Box<Self>, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
         if crate::ops::on_cuda(grad) {
-            return Ok(vec![Some(crate::cuda::softmax_backward(grad, &self.y, self.dim, self.log)?)]);
+            return Ok(vec![Some(crate::cuda::softmax_backward(
+                grad, &self.y, self.dim, self.log,
+            )?)]);
         }
         let (dims, log) = (split_at_dim(grad.shape(), self.dim), self.log);
         let dx = with_float!(grad.dtype(), "softmax backward", T => {
