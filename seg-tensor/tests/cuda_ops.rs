@@ -395,6 +395,20 @@ fn cat_pad_and_narrow_with_gradients() {
 }
 
 #[test]
+fn one_hot_matches_the_cpu() {
+    let Some(dev) = gpu() else { return };
+    let labels = Tensor::from_vec(vec![0i64, 3, 1, 1, 2, 0], &[2, 3]).unwrap();
+    check("one_hot", dev, std::slice::from_ref(&labels), 0.0, |t| {
+        t[0].one_hot(None, DType::F32)
+    });
+    check("one_hot 5", dev, std::slice::from_ref(&labels), 0.0, |t| {
+        t[0].one_hot(Some(5), DType::F64)
+    });
+    let err = labels.to_device(dev).unwrap().one_hot(Some(3), DType::F32).unwrap_err();
+    assert!(err.to_string().contains("label 3 is outside 0..3"), "{err}");
+}
+
+#[test]
 fn gradient_through_a_composed_graph() {
     let Some(dev) = gpu() else { return };
     let inputs = [

@@ -45,6 +45,10 @@ where
         stride_b: a_stride as i64,
         stride_c: (m * n) as i64,
     };
+    // cuBLAS runs on the thread's current context, which a fresh thread does not have yet.
+    gpu.context()
+        .bind_to_thread()
+        .map_err(|e| CudaError::call("cuCtxSetCurrent", e))?;
     // SAFETY: `b` holds (batch - 1) * b_stride + k * n elements and `a` likewise for m * k (the
     // caller's dense buffers), `c` holds batch * m * n.
     unsafe { gpu.blas()?.gemm_strided_batched(cfg, b, a, &mut c) }

@@ -75,6 +75,10 @@ impl Gpu {
                 .map_err(|e| CudaError::call("cuMemPoolSetAttribute", e))?;
             }
         }
+        // SAFETY: every buffer of this device is allocated, used and freed on the one stream below,
+        // so stream order alone keeps each use after its allocation and before its free; cudarc's
+        // per-buffer events (two driver events per allocation) would only order several streams.
+        unsafe { context.disable_event_tracking() };
         let stream = context.default_stream();
         Ok(Self {
             context,

@@ -194,12 +194,43 @@ impl Tensor {
         }))
     }
 
+    /// `one_hot` on CUDA: `labels[..., None] == [0, 1, ..., classes - 1]` as `dtype`. The range check
+    /// reads the labels' extremes back to the host (one synchronisation).
+    fn one_hot_cuda(&self, num_classes: Option<usize>, dtype: DType) -> Result<Tensor> {
+        let flat = self.reshape(&[self.numel()])?;
+        let (low, high) = if self.numel() == 0 {
+            (0, -1)
+        } else {
+            let extreme = |largest: bool| -> Result<i64> {
+                let (values, _) = if largest {
+                    flat.max_dim(0, false)?
+                } else {
+                    flat.min_dim(0, false)?
+                };
+                Ok(values.item()? as i64)
+            };
+            (extreme(false)?, extreme(true)?)
+        };
+        let classes = num_classes.unwrap_or((high.max(-1) + 1) as usize);
+        if low < 0 || high >= classes as i64 {
+            let bad = if low < 0 { low } else { high };
+            return Err(Error::invalid(
+                "one_hot",
+                format!("label {bad} is outside 0..{classes}"),
+            ));
+        }
+        let class_ids = Tensor::arange(0.0, classes as f64, 1.0, DType::I64)?.to_device(self.device())?;
+        self.unsqueeze(-1)?.eq(&class_ids)?.to_dtype(dtype)
+    }
+
     /// Class labels (i64) to one-hot vectors along a new last axis, as
     /// `torch.nn.functional.one_hot`; `num_classes` of `None` means `max(label) + 1`. The result has
     /// `dtype` (PyTorch returns i64; losses want a float).
     pub fn one_hot(&self, num_classes: Option<usize>, dtype: DType) -> Result<Tensor> {
         expect_index("one_hot", self)?;
-        crate::ops::expect_cpu("one_hot", &[self])?;
+        if crate::ops::on_cuda(self) {
+            return self.one_hot_cuda(num_classes, dtype);
+        }
         let labels = self.values::<i64>()?;
         let classes = match num_classes {
             Some(c) => c,
