@@ -2,12 +2,16 @@
 //! composed graph. Each GPU test first opens `Device::cuda(0)`; where that fails (no driver, no
 //! device, no libnvrtc) it prints `skipped: <reason>` and passes. The tests at the end need no GPU.
 
+use std::sync::{Mutex, MutexGuard};
+
 use seg_tensor::{DType, Device, Error, PadMode, Result, Tensor};
 
-/// CUDA device 0, or `None` after printing why the test is skipped.
-fn gpu() -> Option<Device> {
+/// CUDA device 0 and a lock that runs the GPU tests one at a time (the memory counts are per
+/// device), or `None` after printing why the test is skipped.
+fn gpu() -> Option<(Device, MutexGuard<'static, ()>)> {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
     match Device::cuda(0) {
-        Ok(device) => Some(device),
+        Ok(device) => Some((device, ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner()))),
         Err(e) => {
             eprintln!("skipped: {e}");
             None
@@ -48,7 +52,7 @@ fn check(what: &str, device: Device, inputs: &[Tensor], tol: f64, f: impl Fn(&[T
 
 #[test]
 fn to_device_round_trips_every_dtype() {
-    let Some(dev) = gpu() else { return };
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
     let x = randn(&[3, 5, 4], 1).mul_scalar(50.0).unwrap();
     for dtype in [DType::F16, DType::BF16, DType::F32, DType::F64, DType::I64, DType::U8] {
         let t = x.to_dtype(dtype).unwrap();
@@ -74,7 +78,7 @@ fn to_device_round_trips_every_dtype() {
 
 #[test]
 fn casts_match_the_cpu() {
-    let Some(dev) = gpu() else { return };
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
     let x = randn(&[7, 9], 2)
         .mul_scalar(300.0)
         .unwrap()
@@ -93,7 +97,7 @@ fn casts_match_the_cpu() {
 
 #[test]
 fn full_and_zeros_on_the_device() {
-    let Some(dev) = gpu() else { return };
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
     for dtype in [DType::F16, DType::BF16, DType::F32, DType::F64, DType::I64, DType::U8] {
         let t = Tensor::full_on(&[4, 3], 2.5, dtype, dev).unwrap();
         assert_eq!(t.device(), dev);
@@ -103,7 +107,7 @@ fn full_and_zeros_on_the_device() {
 
 #[test]
 fn unary_ops_match_the_cpu() {
-    let Some(dev) = gpu() else { return };
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
     let x = randn(&[4, 6, 5], 3);
     let positive = x.abs().unwrap().add_scalar(0.1).unwrap();
     type Op = fn(&Tensor) -> Result<Tensor>;
@@ -149,7 +153,7 @@ fn unary_ops_match_the_cpu() {
 
 #[test]
 fn binary_ops_broadcast_and_differentiate() {
-    let Some(dev) = gpu() else { return };
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
     let a = randn(&[3, 1, 5], 4);
     let b = randn(&[4, 1], 5).abs().unwrap().add_scalar(0.5).unwrap();
     type Op = fn(&Tensor, &Tensor) -> Result<Tensor>;
@@ -177,7 +181,7 @@ fn binary_ops_broadcast_and_differentiate() {
 
 #[test]
 fn comparisons_and_where_match_the_cpu() {
-    let Some(dev) = gpu() else { return };
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
     let a = randn(&[5, 6], 6).round_to(1);
     let b = randn(&[6], 7).round_to(1);
     type Op = fn(&Tensor, &Tensor) -> Result<Tensor>;
@@ -216,7 +220,7 @@ impl RoundTo for Tensor {
 
 #[test]
 fn reductions_match_the_cpu() {
-    let Some(dev) = gpu() else { return };
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
     let x = randn(&[3, 4, 300], 8);
     for dims in [vec![], vec![0], vec![2], vec![0, 2], vec![1, 2]] {
         for keepdim in [false, true] {
@@ -267,7 +271,7 @@ fn reductions_match_the_cpu() {
 
 #[test]
 fn softmax_and_log_softmax_with_gradients() {
-    let Some(dev) = gpu() else { return };
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
     let x = randn(&[2, 7, 3, 5], 10).mul_scalar(3.0).unwrap();
     let w = randn(&[2, 7, 3, 5], 11);
     for dim in [0, 1, 3] {
@@ -299,7 +303,7 @@ fn softmax_and_log_softmax_with_gradients() {
 
 #[test]
 fn matmul_batched_broadcast_and_transposed() {
-    let Some(dev) = gpu() else { return };
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
     let a = randn(&[2, 3, 5, 7], 12);
     let b = randn(&[3, 7, 4], 13);
     check("matmul", dev, &[a.clone(), b.clone()], 1e-5, |t| t[0].matmul(&t[1]));
@@ -335,7 +339,7 @@ fn matmul_batched_broadcast_and_transposed() {
 
 #[test]
 fn norms_forward_and_backward() {
-    let Some(dev) = gpu() else { return };
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
     let x = randn(&[2, 6, 4, 5], 23)
         .mul_scalar(2.0)
         .unwrap()
@@ -376,7 +380,7 @@ fn norms_forward_and_backward() {
 
 #[test]
 fn cat_pad_and_narrow_with_gradients() {
-    let Some(dev) = gpu() else { return };
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
     let (a, b) = (randn(&[2, 3, 4], 27), randn(&[2, 5, 4], 28));
     check("cat", dev, &[a.clone(), b.clone()], 0.0, |t| {
         Tensor::cat(&[&t[0], &t[1]], 1)
@@ -396,7 +400,7 @@ fn cat_pad_and_narrow_with_gradients() {
 
 #[test]
 fn one_hot_matches_the_cpu() {
-    let Some(dev) = gpu() else { return };
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
     let labels = Tensor::from_vec(vec![0i64, 3, 1, 1, 2, 0], &[2, 3]).unwrap();
     check("one_hot", dev, std::slice::from_ref(&labels), 0.0, |t| {
         t[0].one_hot(None, DType::F32)
@@ -410,7 +414,7 @@ fn one_hot_matches_the_cpu() {
 
 #[test]
 fn gradient_through_a_composed_graph() {
-    let Some(dev) = gpu() else { return };
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
     let inputs = [
         randn(&[4, 8], 30),
         randn(&[6, 8], 31),
@@ -441,7 +445,7 @@ fn gradient_through_a_composed_graph() {
 
 #[test]
 fn memory_is_counted_per_device() {
-    let Some(dev) = gpu() else { return };
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
     let before = seg_tensor::memory::device_live_bytes(dev);
     let t = Tensor::zeros_on(&[1024], DType::F32, dev).unwrap();
     assert_eq!(seg_tensor::memory::device_live_bytes(dev), before + 4096);
@@ -455,7 +459,7 @@ fn memory_is_counted_per_device() {
 
 #[test]
 fn mixing_devices_is_an_error_naming_both() {
-    let Some(dev) = gpu() else { return };
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
     let a = randn(&[3], 34);
     let b = a.to_device(dev).unwrap();
     let err = a.add(&b).unwrap_err().to_string();
@@ -466,7 +470,7 @@ fn mixing_devices_is_an_error_naming_both() {
 
 #[test]
 fn ops_without_a_cuda_path_say_so() {
-    let Some(dev) = gpu() else { return };
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
     let x = randn(&[1, 2, 4, 4, 4], 35).to_device(dev).unwrap();
     let err = x.interpolate(&seg_tensor::InterpolateOptions::size(
         &[8, 8, 8],
