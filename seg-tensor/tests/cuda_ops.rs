@@ -399,6 +399,50 @@ fn cat_pad_and_narrow_with_gradients() {
 }
 
 #[test]
+fn gather_scatter_add_and_max_backward() {
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
+    let x = randn(&[4, 6, 5], 40);
+    let idx: Vec<i64> = (0..4 * 3 * 5).map(|i| (i * 7 % 6) as i64).collect();
+    let index = Tensor::from_vec(idx, &[4, 3, 5]).unwrap();
+    let src = randn(&[4, 3, 5], 41);
+    check("gather", dev, &[x.clone(), index.clone()], 0.0, |t| {
+        t[0].gather(1, &t[1])
+    });
+    check("gather of a view", dev, &[x.clone(), index.clone()], 0.0, |t| {
+        t[0].permute(&[0, 2, 1])?
+            .contiguous()?
+            .permute(&[0, 2, 1])?
+            .gather(1, &t[1])
+    });
+    check(
+        "scatter_add",
+        dev,
+        &[x.clone(), index.clone(), src.clone()],
+        1e-6,
+        |t| t[0].scatter_add(1, &t[1], &t[2]),
+    );
+    let grad_of = |t: &[Tensor]| -> Result<Tensor> {
+        let leaf = t[0].requires_grad();
+        let picked = leaf.gather(1, &t[1])?.mul(&t[2])?.sum_all()?;
+        let g = picked.add(&leaf.max_dim(2, false)?.0.sum_all()?)?.backward()?;
+        Ok(g.get(&leaf).unwrap().clone())
+    };
+    check(
+        "gather and max backward",
+        dev,
+        &[x.clone(), index.clone(), src],
+        1e-6,
+        grad_of,
+    );
+    let bad = Tensor::from_vec(vec![0i64, 6], &[1, 2, 1])
+        .unwrap()
+        .to_device(dev)
+        .unwrap();
+    let err = x.to_device(dev).unwrap().gather(1, &bad).unwrap_err();
+    assert!(err.to_string().contains("out of range"), "{err}");
+}
+
+#[test]
 fn one_hot_matches_the_cpu() {
     let Some((dev, _one_at_a_time)) = gpu() else { return };
     let labels = Tensor::from_vec(vec![0i64, 3, 1, 1, 2, 0], &[2, 3]).unwrap();

@@ -15,6 +15,8 @@ pub enum CudaError {
     Compile { source: String, arch: String, log: String },
     /// A driver or cuBLAS call failed.
     Call { what: String, message: String },
+    /// An index tensor held a value outside the axis it indexes.
+    IndexOutOfRange { op: &'static str, size: usize },
     /// Something the CUDA kernels do not handle (named in the message).
     Unsupported(String),
 }
@@ -45,6 +47,9 @@ impl fmt::Display for CudaError {
                 write!(f, "NVRTC could not compile {source} for {arch} cleanly:\n{log}")
             }
             CudaError::Call { what, message } => write!(f, "{what} failed: {message}"),
+            CudaError::IndexOutOfRange { op, size } => {
+                write!(f, "{op}: an index is out of range for an axis of size {size}")
+            }
             CudaError::Unsupported(what) => write!(f, "not supported on CUDA: {what}"),
         }
     }

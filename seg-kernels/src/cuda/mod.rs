@@ -9,6 +9,7 @@ mod compile;
 mod elementwise;
 mod error;
 mod gpu;
+mod index;
 mod launch;
 mod reduce;
 mod sources;
@@ -22,6 +23,7 @@ pub use elementwise::{
 };
 pub use error::CudaError;
 pub use gpu::{Gpu, PoolBytes};
+pub use index::{gather_along, scatter_add_along};
 pub use reduce::{arg_rows, reduce_rows, softmax, softmax_backward, ReduceKernel};
 pub use sources::{Source, SOURCES};
 pub use strided::{CudaElement, CudaFloat, Strided, MAX_RANK};

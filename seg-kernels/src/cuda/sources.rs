@@ -28,6 +28,7 @@ macro_rules! sources {
 
 sources! {
     ELEMENTWISE = "elementwise.cu",
+    INDEX = "index.cu",
     REDUCE = "reduce.cu",
     SOFTMAX = "softmax.cu",
 }

@@ -3,6 +3,7 @@
 //! over device buffers, reading operands through their views (no copy to make them dense first).
 
 mod elementwise;
+mod index;
 mod matmul;
 mod norm;
 mod reduce;
@@ -11,6 +12,7 @@ use std::borrow::Cow;
 use std::sync::Arc;
 
 pub(crate) use elementwise::{binary, binary_backward, compare, select, unary, unary_backward};
+pub(crate) use index::{gather, scatter_add};
 pub(crate) use matmul::batched_matmul;
 pub(crate) use norm::{group_norm, layer_norm, BatchNorm};
 pub(crate) use reduce::{extreme, reduce, softmax, softmax_backward};
