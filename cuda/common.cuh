@@ -3,6 +3,9 @@
 
 typedef unsigned int u32;
 typedef long long i64;
+typedef unsigned long long u64;
+typedef unsigned short u16;
+typedef unsigned char u8;
 
 // The global index of this thread in a 1D grid-stride loop.
 #define GRID_STRIDE_LOOP(i, n) \
@@ -46,3 +49,176 @@ __device__ __forceinline__ bf16 from_f32<bf16>(float x) {
 
 // Instantiates MACRO(T, suffix) for each storage type: extern "C" entry points per type.
 #define FOR_EACH_FLOAT(MACRO) MACRO(float, f32) MACRO(f16, f16) MACRO(bf16, bf16)
+
+// A tensor view: element `i` (row-major over `shape`) sits at `offset + sum_d idx_d(i) * strides[d]`.
+// Broadcast axes have stride 0. Mirrors `seg_kernels::cuda::Strided` (same field order, 144 bytes).
+#define MAX_RANK 8
+struct Strided {
+    i64 shape[MAX_RANK];
+    i64 strides[MAX_RANK];
+    i64 offset;
+    int rank;
+    int pad;
+};
+
+// offset(l, i) = l.offset + sum_d ((i / prod_{e>d} shape_e) mod shape_d) * strides_d
+__device__ __forceinline__ i64 strided_offset(const Strided& l, i64 i) {
+    i64 off = l.offset;
+    for (int d = l.rank - 1; d >= 0; --d) {
+        i64 s = l.shape[d];
+        off += (i % s) * l.strides[d];
+        i /= s;
+    }
+    return off;
+}
+
+// f16 and bf16 are stored as their 16 bits; these wrappers keep the types apart in templates.
+struct f16_bits { u16 v; };
+struct bf16_bits { u16 v; };
+
+// IEEE binary16 -> binary32, exact (subnormals: man * 2^-24).
+__device__ __forceinline__ float f16_to_f32(u16 h) {
+    u32 sign = (u32)(h & 0x8000u) << 16;
+    u32 exp = (h >> 10) & 0x1fu;
+    u32 man = h & 0x3ffu;
+    if (exp == 0) {
+        float f = (float)man * 5.9604644775390625e-8f;
+        return sign ? -f : f;
+    }
+    if (exp == 31) return __uint_as_float(sign | 0x7f800000u | (man << 13));
+    return __uint_as_float(sign | ((exp + 112u) << 23) | (man << 13));
+}
+
+// binary32 -> binary16, rounding to nearest even; overflow to inf, NaN stays NaN (quiet).
+__device__ __forceinline__ u16 f32_to_f16(float f) {
+    u32 x = __float_as_uint(f);
+    u32 sign = (x >> 16) & 0x8000u;
+    u32 ax = x & 0x7fffffffu;
+    if (ax > 0x7f800000u) return (u16)(sign | 0x7e00u);
+    if (ax >= 0x477ff000u) return (u16)(sign | 0x7c00u);  // >= 65520 rounds to inf
+    if (ax < 0x38800000u) {                              // below 2^-14: subnormal, units of 2^-24
+        float units = __uint_as_float(ax) * 16777216.0f; // exact (power of two), < 1024
+        return (u16)(sign | (u32)rintf(units));          // 1024 is the smallest normal's bits
+    }
+    u32 r = ax - 0x38000000u;                            // exponent rebiased from 127 to 15
+    r += 0xfffu + ((r >> 13) & 1u);
+    return (u16)(sign | (r >> 13));
+}
+
+// bfloat16 -> binary32: the high half of the bits.
+__device__ __forceinline__ float bf16_to_f32(u16 b) { return __uint_as_float((u32)b << 16); }
+
+// binary32 -> bfloat16, rounding to nearest even; NaN stays NaN (quiet).
+__device__ __forceinline__ u16 f32_to_bf16(float f) {
+    u32 x = __float_as_uint(f);
+    if ((x & 0x7fffffffu) > 0x7f800000u) return (u16)((x >> 16) | 0x40u);
+    x += 0x7fffu + ((x >> 16) & 1u);
+    return (u16)(x >> 16);
+}
+
+// Every element type to and from f64, with Rust's `as` semantics for the integers (saturating,
+// NaN -> 0, truncation toward zero). f16/bf16 round through f32.
+__device__ __forceinline__ double to_f64(float x) { return (double)x; }
+__device__ __forceinline__ double to_f64(double x) { return x; }
+__device__ __forceinline__ double to_f64(i64 x) { return (double)x; }
+__device__ __forceinline__ double to_f64(u8 x) { return (double)x; }
+__device__ __forceinline__ double to_f64(f16_bits x) { return (double)f16_to_f32(x.v); }
+__device__ __forceinline__ double to_f64(bf16_bits x) { return (double)bf16_to_f32(x.v); }
+
+template <typename T> __device__ __forceinline__ T from_f64(double x);
+template <> __device__ __forceinline__ float from_f64<float>(double x) { return (float)x; }
+template <> __device__ __forceinline__ double from_f64<double>(double x) { return x; }
+template <> __device__ __forceinline__ i64 from_f64<i64>(double x) {
+    if (x != x) return 0;
+    if (x >= 9223372036854775807.0) return 9223372036854775807LL;
+    if (x <= -9223372036854775808.0) return (-9223372036854775807LL - 1);
+    return (i64)x;
+}
+template <> __device__ __forceinline__ u8 from_f64<u8>(double x) {
+    if (!(x > 0.0)) return 0;
+    if (x >= 255.0) return 255;
+    return (u8)x;
+}
+template <> __device__ __forceinline__ f16_bits from_f64<f16_bits>(double x) {
+    f16_bits r;
+    r.v = f32_to_f16((float)x);
+    return r;
+}
+template <> __device__ __forceinline__ bf16_bits from_f64<bf16_bits>(double x) {
+    bf16_bits r;
+    r.v = f32_to_bf16((float)x);
+    return r;
+}
+
+// One name per math function for f32 and f64.
+#define MATH1(name, f32fn, f64fn) \
+    __device__ __forceinline__ float m_##name(float x) { return f32fn(x); } \
+    __device__ __forceinline__ double m_##name(double x) { return f64fn(x); }
+MATH1(exp, expf, exp)
+MATH1(log, logf, log)
+MATH1(log1p, log1pf, log1p)
+MATH1(sqrt, sqrtf, sqrt)
+MATH1(abs, fabsf, fabs)
+MATH1(tanh, tanhf, tanh)
+MATH1(erf, erff, erf)
+__device__ __forceinline__ float m_pow(float x, float y) { return powf(x, y); }
+__device__ __forceinline__ double m_pow(double x, double y) { return pow(x, y); }
+__device__ __forceinline__ float m_fmax(float x, float y) { return fmaxf(x, y); }
+__device__ __forceinline__ double m_fmax(double x, double y) { return fmax(x, y); }
+template <typename T> __device__ __forceinline__ bool is_nan(T x) { return x != x; }
+template <typename T> __device__ __forceinline__ T infinity();
+template <> __device__ __forceinline__ float infinity<float>() { return __int_as_float(0x7f800000); }
+template <> __device__ __forceinline__ double infinity<double>() { return __longlong_as_double(0x7ff0000000000000LL); }
+
+// Warp shuffles for every reduced type (u8 travels as an int).
+__device__ __forceinline__ float shfl_down(float v, int o) { return __shfl_down_sync(0xffffffffu, v, o); }
+__device__ __forceinline__ double shfl_down(double v, int o) { return __shfl_down_sync(0xffffffffu, v, o); }
+__device__ __forceinline__ i64 shfl_down(i64 v, int o) { return __shfl_down_sync(0xffffffffu, v, o); }
+__device__ __forceinline__ u8 shfl_down(u8 v, int o) { return (u8)__shfl_down_sync(0xffffffffu, (int)v, o); }
+
+// The block size every row kernel is launched with (a multiple of 32).
+#define ROW_BLOCK 256
+
+// Sum of `v` over the block, returned to every thread. Every thread of the block must call it.
+template <typename T> __device__ T block_sum(T v) {
+    __shared__ T partial[ROW_BLOCK / 32];
+    for (int o = 16; o > 0; o >>= 1) v += shfl_down(v, o);
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    __syncthreads();
+    if (lane == 0) partial[warp] = v;
+    __syncthreads();
+    if (warp == 0) {
+        v = lane < (int)(blockDim.x >> 5) ? partial[lane] : (T)0;
+        for (int o = 16; o > 0; o >>= 1) v += shfl_down(v, o);
+        if (lane == 0) partial[0] = v;
+    }
+    __syncthreads();
+    return partial[0];
+}
+
+// NaN-propagating maximum (a NaN anywhere wins), as the CPU reductions.
+template <typename T> __device__ __forceinline__ T nan_max(T a, T b) { return is_nan(a) ? a : (is_nan(b) ? b : (a > b ? a : b)); }
+template <typename T> __device__ __forceinline__ T nan_min(T a, T b) { return is_nan(a) ? a : (is_nan(b) ? b : (a < b ? a : b)); }
+// Maximum that skips NaN (Rust's f32::max), used by softmax's shift.
+template <typename T> __device__ __forceinline__ T skip_nan_max(T a, T b) { return m_fmax(a, b); }
+
+// `op` (nan_max, nan_min or skip_nan_max) of `v` over the block, returned to every thread.
+#define BLOCK_FOLD(name, op) \
+    template <typename T> __device__ T name(T v) { \
+        __shared__ T partial[ROW_BLOCK / 32]; \
+        for (int o = 16; o > 0; o >>= 1) v = op(v, shfl_down(v, o)); \
+        int lane = threadIdx.x & 31, warp = threadIdx.x >> 5; \
+        __syncthreads(); \
+        if (lane == 0) partial[warp] = v; \
+        __syncthreads(); \
+        if (warp == 0) { \
+            v = lane < (int)(blockDim.x >> 5) ? partial[lane] : partial[0]; \
+            for (int o = 16; o > 0; o >>= 1) v = op(v, shfl_down(v, o)); \
+            if (lane == 0) partial[0] = v; \
+        } \
+        __syncthreads(); \
+        return partial[0]; \
+    }
+BLOCK_FOLD(block_nan_max, nan_max)
+BLOCK_FOLD(block_nan_min, nan_min)
+BLOCK_FOLD(block_skip_nan_max, skip_nan_max)

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use safetensors::SafeTensors;
 use serde_json::Value;
 
-use crate::{DType, Error, Result, Tensor};
+use crate::{DType, Device, Error, Result, Tensor};
 
 /// One reference case, loaded from a fixture file.
 #[derive(Debug)]
@@ -215,20 +215,34 @@ fn compare(what: &str, actual: &Tensor, expected: &Tensor, tol: f64) -> std::res
     }
 }
 
-/// Runs one case: forward, then (when the case has upstream gradients) backward.
+/// Runs one case on the CPU: forward, then (when the case has upstream gradients) backward.
 pub fn run_case(case: &Case) -> Outcome {
-    match check_case(case) {
+    run_case_on(case, Device::Cpu)
+}
+
+/// Runs one case with its inputs, parameters and upstream gradients moved to `device`; outputs and
+/// gradients are compared on the host.
+pub fn run_case_on(case: &Case, device: Device) -> Outcome {
+    match check_case(case, device) {
         Ok(rel_err) => Outcome::Pass { rel_err },
         Err(reason) => Outcome::Fail(reason),
     }
 }
 
-fn check_case(case: &Case) -> std::result::Result<f64, String> {
+fn check_case(case: &Case, device: Device) -> std::result::Result<f64, String> {
     let wants_grad = !case.upstream.is_empty();
-    let track = |t: &Tensor| if wants_grad { t.requires_grad() } else { t.clone() };
-    let inputs: BTreeMap<String, Tensor> = case.inputs.iter().map(|(k, t)| (k.clone(), track(t))).collect();
-    let module_params: BTreeMap<String, Tensor> =
-        case.module_params.iter().map(|(k, t)| (k.clone(), track(t))).collect();
+    let moved =
+        |map: &BTreeMap<String, Tensor>, track: bool| -> std::result::Result<BTreeMap<String, Tensor>, String> {
+            map.iter()
+                .map(|(k, t)| {
+                    let t = t.to_device(device).map_err(|e| e.to_string())?;
+                    Ok((k.clone(), if track { t.requires_grad() } else { t }))
+                })
+                .collect()
+        };
+    let inputs = moved(&case.inputs, wants_grad)?;
+    let module_params = moved(&case.module_params, wants_grad)?;
+    let upstream = moved(&case.upstream, false)?;
     let outputs = ops::forward(case, &inputs, &module_params).map_err(|e| e.to_string())?;
     let mut worst: f64 = 0.0;
     let mut failures = Vec::new();
@@ -251,7 +265,7 @@ fn check_case(case: &Case) -> std::result::Result<f64, String> {
         };
     }
     let mut loss: Option<Tensor> = None;
-    for (name, gout) in &case.upstream {
+    for (name, gout) in &upstream {
         let out = outputs
             .get(name)
             .ok_or_else(|| format!("the op gave no output {name:?} to differentiate"))?;
@@ -309,14 +323,19 @@ pub fn fixture_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-/// Runs every fixture of `dir`, calling `each` with each report as it is made. A file that cannot be
-/// read is a failed case.
-pub fn run_dir(dir: &Path, mut each: impl FnMut(&Report)) -> Result<Vec<Report>> {
+/// Runs every fixture of `dir` on the CPU, calling `each` with each report as it is made. A file that
+/// cannot be read is a failed case.
+pub fn run_dir(dir: &Path, each: impl FnMut(&Report)) -> Result<Vec<Report>> {
+    run_dir_on(dir, Device::Cpu, each)
+}
+
+/// Runs every fixture of `dir` on `device` (see [`run_case_on`]).
+pub fn run_dir_on(dir: &Path, device: Device, mut each: impl FnMut(&Report)) -> Result<Vec<Report>> {
     let mut reports = Vec::new();
     for path in fixture_files(dir)? {
         let report = match Case::load(&path) {
             Ok(case) => Report {
-                outcome: run_case(&case),
+                outcome: run_case_on(&case, device),
                 name: case.name,
                 op: case.op,
             },

@@ -28,6 +28,9 @@ enum Command {
     Conformance {
         /// Directory of fixture files.
         dir: PathBuf,
+        /// Where the ops run: `cpu`, `cuda` (device 0) or `cuda:N`.
+        #[arg(long, default_value = "cpu")]
+        device: String,
     },
     /// Print the build, the CPU features detected and the thread count.
     Info,
@@ -38,7 +41,13 @@ fn main() -> ExitCode {
         Command::Train(args) => report(cli::train::run(&args)),
         Command::Infer(args) => report(cli::infer::run(&args)),
         Command::Eval(args) => report(cli::eval::run(&args)),
-        Command::Conformance { dir } => run_conformance(&dir),
+        Command::Conformance { dir, device } => match parse_device(&device) {
+            Ok(device) => run_conformance(&dir, device),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Info => {
             println!("seg {}", env!("CARGO_PKG_VERSION"));
             println!("threads: {}", available_threads());
@@ -59,8 +68,23 @@ fn report(result: seg::Result<()>) -> ExitCode {
     }
 }
 
-fn run_conformance(dir: &std::path::Path) -> ExitCode {
-    let reports = match conformance::run_dir(dir, |r| println!("{r}")) {
+/// `cpu`, `cuda` or `cuda:N`, opened (a CUDA device that cannot be used is an error here).
+fn parse_device(name: &str) -> seg::Result<seg::Device> {
+    match name {
+        "cpu" => Ok(seg::Device::Cpu),
+        "cuda" => seg::Device::cuda(0),
+        other => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
+            Some(ordinal) => seg::Device::cuda(ordinal),
+            None => Err(seg::Error::invalid(
+                "--device",
+                format!("expected cpu, cuda or cuda:N, found {other:?}"),
+            )),
+        },
+    }
+}
+
+fn run_conformance(dir: &std::path::Path, device: seg::Device) -> ExitCode {
+    let reports = match conformance::run_dir_on(dir, device, |r| println!("{r}")) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("error: cannot read fixtures in {}: {e}", dir.display());

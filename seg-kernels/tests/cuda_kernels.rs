@@ -16,7 +16,7 @@ use seg_kernels::cpu::window_attention::{
 use seg_kernels::cuda::conv::{add_channel_bias, conv_backward_data, conv_backward_weight, conv_forward};
 use seg_kernels::cuda::selective_scan::{scan_backward, scan_forward, CudaScanInputs};
 use seg_kernels::cuda::window_attention::{window_attention_backward, window_attention_forward, CudaWindowAttnInputs};
-use seg_kernels::cuda::{CudaFloat, Gpu};
+use seg_kernels::cuda::{Gpu, StorageFloat};
 
 fn gpu() -> Option<Gpu> {
     match Gpu::new(0) {
@@ -29,7 +29,7 @@ fn gpu() -> Option<Gpu> {
 }
 
 /// A storage type under test: conversions and the tolerance of `‖out − ref‖ / ‖ref‖`.
-trait Elem: CudaFloat {
+trait Elem: StorageFloat {
     const TOL: f64;
     fn from_f64(v: f64) -> Self;
     fn to_f64(self) -> f64;

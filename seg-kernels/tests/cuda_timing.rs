@@ -14,7 +14,7 @@ use seg_kernels::cpu::window_attention::WindowAttnShape;
 use seg_kernels::cuda::conv::{conv_backward_data, conv_backward_weight, conv_forward};
 use seg_kernels::cuda::selective_scan::{scan_backward, scan_forward, CudaScanInputs};
 use seg_kernels::cuda::window_attention::{window_attention_backward, window_attention_forward, CudaWindowAttnInputs};
-use seg_kernels::cuda::{CudaError, CudaFloat, Gpu};
+use seg_kernels::cuda::{CudaError, Gpu, StorageFloat};
 
 const WARMUP: usize = 3;
 const REPS: usize = 20;
@@ -40,7 +40,7 @@ fn time_ms(gpu: &Gpu, mut f: impl FnMut() -> Result<(), CudaError>) -> f64 {
 }
 
 /// A device buffer of `len` values of `T` filled from a fixed pattern in [-1, 1) (never zeros).
-fn filled<T: CudaFloat + From16>(stream: &Arc<CudaStream>, len: usize, seed: u64) -> CudaSlice<T> {
+fn filled<T: StorageFloat + From16>(stream: &Arc<CudaStream>, len: usize, seed: u64) -> CudaSlice<T> {
     let host: Vec<T> = (0..len as u64)
         .map(|i| T::from_f32((((i * 2654435761 + seed * 97) % 1013) as f32 / 506.5) - 1.0))
         .collect();
@@ -90,7 +90,7 @@ fn copy_bandwidth(gpu: &Gpu) -> f64 {
     bw
 }
 
-fn conv_suite<T: CudaFloat + From16>(gpu: &Gpu, bandwidth: f64) {
+fn conv_suite<T: StorageFloat + From16>(gpu: &Gpu, bandwidth: f64) {
     let stream = gpu.stream();
     let size = std::mem::size_of::<T>() as f64;
     for (c, s) in [(32, 64), (64, 32), (128, 16), (16, 96)] {
@@ -157,7 +157,7 @@ fn conv_suite<T: CudaFloat + From16>(gpu: &Gpu, bandwidth: f64) {
     }
 }
 
-fn attention_suite<T: CudaFloat + From16>(gpu: &Gpu, bandwidth: f64) {
+fn attention_suite<T: StorageFloat + From16>(gpu: &Gpu, bandwidth: f64) {
     let stream = gpu.stream();
     let s = WindowAttnShape {
         windows: 125,
@@ -195,7 +195,7 @@ fn attention_suite<T: CudaFloat + From16>(gpu: &Gpu, bandwidth: f64) {
     );
 }
 
-fn scan_suite<T: CudaFloat + From16>(gpu: &Gpu, bandwidth: f64) {
+fn scan_suite<T: StorageFloat + From16>(gpu: &Gpu, bandwidth: f64) {
     let stream = gpu.stream();
     let s = ScanShape {
         batch: 1,

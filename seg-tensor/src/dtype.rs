@@ -3,7 +3,9 @@
 
 use half::{bf16, f16};
 
-use crate::storage::CpuStorage;
+use seg_kernels::cuda::{CudaElement, CudaSlice};
+
+use crate::storage::{CpuStorage, CudaStorage};
 
 /// The element type of a tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -51,10 +53,12 @@ impl DType {
 }
 
 /// A Rust type that can be the element of a tensor.
-pub trait Element: Copy + Send + Sync + PartialOrd + std::fmt::Debug + 'static {
+pub trait Element: CudaElement + Copy + Send + Sync + PartialOrd + std::fmt::Debug + 'static {
     const DTYPE: DType;
     fn wrap(data: Vec<Self>) -> CpuStorage;
     fn unwrap(storage: &CpuStorage) -> Option<&[Self]>;
+    fn wrap_cuda(data: CudaSlice<Self>) -> CudaStorage;
+    fn unwrap_cuda(storage: &CudaStorage) -> Option<&CudaSlice<Self>>;
     fn as_f64(self) -> f64;
     fn from_f64(x: f64) -> Self;
 }
@@ -69,6 +73,15 @@ macro_rules! element {
             fn unwrap(storage: &CpuStorage) -> Option<&[Self]> {
                 match storage {
                     CpuStorage::$variant(v) => Some(v),
+                    _ => None,
+                }
+            }
+            fn wrap_cuda(data: CudaSlice<Self>) -> CudaStorage {
+                CudaStorage::$variant(data)
+            }
+            fn unwrap_cuda(storage: &CudaStorage) -> Option<&CudaSlice<Self>> {
+                match storage {
+                    CudaStorage::$variant(v) => Some(v),
                     _ => None,
                 }
             }

@@ -1,6 +1,6 @@
 //! The error type of every fallible operation in `seg`.
 
-use crate::DType;
+use crate::{DType, Device};
 
 /// What went wrong, with what was expected and what was found.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +34,15 @@ pub enum Error {
 
     #[error("{op}: {msg}")]
     InvalidArgument { op: &'static str, msg: String },
+
+    #[error("{op}: operands on {lhs} and {rhs}; move them to one device with to_device")]
+    DeviceMismatch { op: &'static str, lhs: Device, rhs: Device },
+
+    #[error("{op}: not implemented on {device}; move the operands with to_device(Device::Cpu)")]
+    Unsupported { op: &'static str, device: Device },
+
+    #[error("CUDA: {0}")]
+    Cuda(#[from] seg_kernels::cuda::CudaError),
 
     #[error("backward: {0}")]
     Backward(String),

@@ -15,6 +15,7 @@
 
 mod autograd;
 mod checkpoint;
+mod cuda;
 mod dtype;
 mod error;
 pub mod gradcheck;
@@ -33,5 +34,5 @@ pub use ops::{
     AvgPoolOptions, BatchNormStats, ConvOptions, ConvPadding, ConvTransposeOptions, InterpolateMode,
     InterpolateOptions, MaxPoolOptions, PadMode, RelativeBias, ScanOptions, Unary,
 };
-pub use storage::{memory, CpuStorage, Device};
+pub use storage::{memory, CpuStorage, CudaStorage, Device};
 pub use tensor::{Tensor, TensorId};

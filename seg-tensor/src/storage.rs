@@ -1,16 +1,54 @@
 //! Buffers that hold tensor elements, the devices they live on, and the accounting of their memory.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use half::{bf16, f16};
+use seg_kernels::cuda::{CudaSlice, Gpu};
 
-use crate::DType;
+use crate::{DType, Error, Result};
 
-/// Where a tensor's storage lives. The CUDA variant arrives with the CUDA backend.
+/// Where a tensor's storage lives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Device {
     Cpu,
+    /// The CUDA device of this ordinal (open it with [`Device::cuda`]).
+    Cuda(usize),
+}
+
+impl Device {
+    /// CUDA device `ordinal`, opened now (driver, device and libnvrtc checked, the context created):
+    /// an error, never a panic, where that is impossible.
+    pub fn cuda(ordinal: usize) -> Result<Device> {
+        gpu(ordinal)?;
+        Ok(Device::Cuda(ordinal))
+    }
+}
+
+impl std::fmt::Display for Device {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Device::Cpu => write!(f, "cpu"),
+            Device::Cuda(ordinal) => write!(f, "cuda:{ordinal}"),
+        }
+    }
+}
+
+/// The open GPUs by ordinal: each is opened once per process and shared by its tensors.
+pub(crate) fn gpu(ordinal: usize) -> Result<Arc<Gpu>> {
+    static GPUS: OnceLock<Mutex<HashMap<usize, Arc<Gpu>>>> = OnceLock::new();
+    let mut gpus = GPUS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(gpu) = gpus.get(&ordinal) {
+        return Ok(gpu.clone());
+    }
+    let gpu = Arc::new(Gpu::new(ordinal)?);
+    gpus.insert(ordinal, gpu.clone());
+    Ok(gpu)
 }
 
 /// A dense buffer of one element type in host memory.
@@ -50,59 +88,207 @@ impl CpuStorage {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+}
 
-    fn bytes(&self) -> usize {
-        self.len() * self.dtype().size_in_bytes()
+/// A dense buffer of one element type in the memory of a CUDA device.
+#[derive(Debug)]
+pub enum CudaStorage {
+    F16(CudaSlice<f16>),
+    BF16(CudaSlice<bf16>),
+    F32(CudaSlice<f32>),
+    F64(CudaSlice<f64>),
+    I64(CudaSlice<i64>),
+    U8(CudaSlice<u8>),
+}
+
+impl CudaStorage {
+    pub fn dtype(&self) -> DType {
+        match self {
+            CudaStorage::F16(_) => DType::F16,
+            CudaStorage::BF16(_) => DType::BF16,
+            CudaStorage::F32(_) => DType::F32,
+            CudaStorage::F64(_) => DType::F64,
+            CudaStorage::I64(_) => DType::I64,
+            CudaStorage::U8(_) => DType::U8,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            CudaStorage::F16(v) => v.len(),
+            CudaStorage::BF16(v) => v.len(),
+            CudaStorage::F32(v) => v.len(),
+            CudaStorage::F64(v) => v.len(),
+            CudaStorage::I64(v) => v.len(),
+            CudaStorage::U8(v) => v.len(),
+        }
     }
 }
 
-static LIVE_BYTES: AtomicUsize = AtomicUsize::new(0);
-static PEAK_BYTES: AtomicUsize = AtomicUsize::new(0);
+/// A device buffer with the GPU it lives on.
+#[derive(Debug)]
+pub struct CudaBuffer {
+    pub(crate) gpu: Arc<Gpu>,
+    pub(crate) data: CudaStorage,
+}
 
-/// A tensor buffer; counts its bytes in [`memory`] while it lives.
+#[derive(Debug)]
+enum Data {
+    Cpu(CpuStorage),
+    Cuda { ordinal: usize, buffer: CudaBuffer },
+}
+
+/// Bytes alive now and the peak since the last reset, for one device.
+struct Counters {
+    live: AtomicUsize,
+    peak: AtomicUsize,
+}
+
+impl Counters {
+    const fn new() -> Self {
+        Counters {
+            live: AtomicUsize::new(0),
+            peak: AtomicUsize::new(0),
+        }
+    }
+
+    fn add(&self, bytes: usize) {
+        let live = self.live.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        self.peak.fetch_max(live, Ordering::Relaxed);
+    }
+}
+
+static CPU: Counters = Counters::new();
+/// CUDA ordinals beyond this share the last counters (no machine has that many GPUs).
+const COUNTED_GPUS: usize = 16;
+static CUDA: [Counters; COUNTED_GPUS] = [const { Counters::new() }; COUNTED_GPUS];
+
+fn counters(device: Device) -> &'static Counters {
+    match device {
+        Device::Cpu => &CPU,
+        Device::Cuda(ordinal) => &CUDA[ordinal.min(COUNTED_GPUS - 1)],
+    }
+}
+
+/// A tensor buffer; counts its bytes in [`memory`] for its device while it lives.
 #[derive(Debug)]
 pub struct Storage {
-    data: CpuStorage,
+    data: Data,
 }
 
 impl Storage {
     pub fn new(data: CpuStorage) -> Self {
-        let live = LIVE_BYTES.fetch_add(data.bytes(), Ordering::Relaxed) + data.bytes();
-        PEAK_BYTES.fetch_max(live, Ordering::Relaxed);
-        Self { data }
+        Self::counted(Data::Cpu(data))
     }
 
-    pub fn cpu(&self) -> &CpuStorage {
-        &self.data
+    /// A storage of a device buffer of CUDA device `gpu`.
+    pub(crate) fn new_cuda(gpu: Arc<Gpu>, data: CudaStorage) -> Self {
+        let ordinal = gpu.context().ordinal();
+        Self::counted(Data::Cuda {
+            ordinal,
+            buffer: CudaBuffer { gpu, data },
+        })
+    }
+
+    fn counted(data: Data) -> Self {
+        let storage = Self { data };
+        counters(storage.device()).add(storage.bytes());
+        storage
+    }
+
+    fn bytes(&self) -> usize {
+        let len = match &self.data {
+            Data::Cpu(data) => data.len(),
+            Data::Cuda { buffer, .. } => buffer.data.len(),
+        };
+        len * self.dtype().size_in_bytes()
+    }
+
+    /// The host buffer; `None` for a device buffer.
+    pub fn cpu(&self) -> Option<&CpuStorage> {
+        match &self.data {
+            Data::Cpu(data) => Some(data),
+            Data::Cuda { .. } => None,
+        }
+    }
+
+    /// The device buffer; `None` for a host buffer.
+    pub(crate) fn cuda(&self) -> Option<&CudaBuffer> {
+        match &self.data {
+            Data::Cpu(_) => None,
+            Data::Cuda { buffer, .. } => Some(buffer),
+        }
+    }
+
+    /// The host buffer, or the error for an op `op` that has no kernel for this device.
+    pub(crate) fn expect_cpu(&self, op: &'static str) -> Result<&CpuStorage> {
+        self.cpu().ok_or(Error::Unsupported {
+            op,
+            device: self.device(),
+        })
+    }
+
+    pub fn dtype(&self) -> DType {
+        match &self.data {
+            Data::Cpu(data) => data.dtype(),
+            Data::Cuda { buffer, .. } => buffer.data.dtype(),
+        }
     }
 
     pub fn device(&self) -> Device {
-        Device::Cpu
+        match &self.data {
+            Data::Cpu(_) => Device::Cpu,
+            Data::Cuda { ordinal, .. } => Device::Cuda(*ordinal),
+        }
     }
 }
 
 impl Drop for Storage {
     fn drop(&mut self) {
-        LIVE_BYTES.fetch_sub(self.data.bytes(), Ordering::Relaxed);
+        counters(self.device()).live.fetch_sub(self.bytes(), Ordering::Relaxed);
     }
 }
 
-/// Process-wide accounting of tensor storage: bytes alive now and the peak since the last reset.
+/// Accounting of tensor storage: bytes alive now and the peak since the last reset, on the CPU
+/// (`live_bytes`, ...) and per device (`device_live_bytes`, ...), and the CUDA allocator's pool.
 pub mod memory {
     use super::*;
 
-    /// Bytes held by all tensor storages alive now.
+    /// Bytes held by all tensor storages in host memory alive now.
     pub fn live_bytes() -> usize {
-        LIVE_BYTES.load(Ordering::Relaxed)
+        device_live_bytes(Device::Cpu)
     }
 
-    /// The most bytes alive at once since the last [`reset_peak`] (or process start).
+    /// The most host bytes alive at once since the last [`reset_peak`] (or process start).
     pub fn peak_bytes() -> usize {
-        PEAK_BYTES.load(Ordering::Relaxed)
+        device_peak_bytes(Device::Cpu)
     }
 
-    /// Starts a new peak measurement from the bytes alive now.
+    /// Starts a new peak measurement of host memory from the bytes alive now.
     pub fn reset_peak() {
-        PEAK_BYTES.store(live_bytes(), Ordering::Relaxed);
+        reset_device_peak(Device::Cpu)
+    }
+
+    /// Bytes held by the tensor storages on `device` alive now.
+    pub fn device_live_bytes(device: Device) -> usize {
+        counters(device).live.load(Ordering::Relaxed)
+    }
+
+    /// The most bytes alive at once on `device` since the last [`reset_device_peak`].
+    pub fn device_peak_bytes(device: Device) -> usize {
+        counters(device).peak.load(Ordering::Relaxed)
+    }
+
+    /// Starts a new peak measurement on `device` from the bytes alive now.
+    pub fn reset_device_peak(device: Device) {
+        let c = counters(device);
+        c.peak.store(c.live.load(Ordering::Relaxed), Ordering::Relaxed);
+    }
+
+    /// The caching allocator of CUDA device `ordinal`: bytes its memory pool holds from the driver
+    /// (`reserved`) and bytes in live buffers (`used`); `reserved - used` is what freed buffers left
+    /// for reuse. `None` where the device has no stream-ordered allocator.
+    pub fn cuda_pool_bytes(ordinal: usize) -> Result<Option<seg_kernels::cuda::PoolBytes>> {
+        Ok(gpu(ordinal)?.pool_bytes()?)
     }
 }

@@ -57,7 +57,12 @@ impl Tensor {
     /// A dense tensor owning `data` with `shape`.
     pub(crate) fn from_storage(data: CpuStorage, shape: &[usize]) -> Self {
         debug_assert_eq!(data.len(), numel(shape));
-        Self::build(Arc::new(Storage::new(data)), Layout::contiguous(shape), None)
+        Self::with_storage(Storage::new(data), shape)
+    }
+
+    /// A dense tensor of `shape` over `storage` (on any device).
+    pub(crate) fn with_storage(storage: Storage, shape: &[usize]) -> Self {
+        Self::build(Arc::new(storage), Layout::contiguous(shape), None)
     }
 
     /// A tensor of `shape` holding `data` in row-major order.
@@ -103,14 +108,29 @@ impl Tensor {
         Self::full(shape, 0.0, dtype)
     }
 
+    /// A tensor of `shape` on `device` with every element `value` (filled on the device).
+    pub fn full_on(shape: &[usize], value: f64, dtype: DType, device: Device) -> Result<Self> {
+        match device {
+            Device::Cpu => Ok(Self::full(shape, value, dtype)),
+            Device::Cuda(ordinal) => crate::cuda::full(ordinal, shape, value, dtype),
+        }
+    }
+
+    /// Zeros of `shape` on `device`.
+    pub fn zeros_on(shape: &[usize], dtype: DType, device: Device) -> Result<Self> {
+        Self::full_on(shape, 0.0, dtype, device)
+    }
+
     pub fn ones(shape: &[usize], dtype: DType) -> Self {
         Self::full(shape, 1.0, dtype)
     }
 
+    /// Zeros of this tensor's shape and dtype, on the CPU (see [`Tensor::zeros_on`] for a device).
     pub fn zeros_like(&self) -> Self {
         Self::zeros(self.shape(), self.dtype())
     }
 
+    /// Ones of this tensor's shape and dtype, on the CPU.
     pub fn ones_like(&self) -> Self {
         Self::ones(self.shape(), self.dtype())
     }
@@ -180,7 +200,7 @@ impl Tensor {
     }
 
     pub fn dtype(&self) -> DType {
-        self.0.storage.cpu().dtype()
+        self.0.storage.dtype()
     }
 
     pub fn device(&self) -> Device {
@@ -207,9 +227,20 @@ impl Tensor {
 
     // ----- reading values -----
 
-    /// The elements in row-major order, borrowed when the layout is already dense.
+    /// The elements in row-major order, borrowed when the layout is already dense. A CUDA tensor's
+    /// are copied to the host (the host waits for the device here, and only here).
     pub fn values<T: Element>(&self) -> Result<Cow<'_, [T]>> {
-        let data = T::unwrap(self.0.storage.cpu()).ok_or(Error::DType {
+        let Some(data) = self.0.storage.cpu() else {
+            if self.dtype() != T::DTYPE {
+                return Err(Error::DType {
+                    op: "values",
+                    expected: T::DTYPE.name(),
+                    found: self.dtype(),
+                });
+            }
+            return crate::cuda::download(self);
+        };
+        let data = T::unwrap(data).ok_or(Error::DType {
             op: "values",
             expected: T::DTYPE.name(),
             found: self.dtype(),
@@ -246,11 +277,20 @@ impl Tensor {
         Ok(self.to_vec_f64()[0])
     }
 
-    /// Moves the tensor to `device` (only the CPU exists until the CUDA backend lands).
+    /// The tensor on `device` (itself when already there); gradients flow back to this device.
     pub fn to_device(&self, device: Device) -> Result<Tensor> {
-        match device {
-            Device::Cpu => Ok(self.clone()),
+        if device == self.device() {
+            return Ok(self.clone());
         }
+        let out = match device {
+            Device::Cpu => {
+                crate::with_element!(self.dtype(), T => Tensor::from_vec(self.to_vec::<T>()?, self.shape()))?
+            }
+            Device::Cuda(ordinal) => crate::cuda::upload(self, ordinal)?,
+        };
+        Ok(Tensor::from_op(out, &[self], |_| ToDeviceBackward {
+            device: self.device(),
+        }))
     }
 
     // ----- autodiff -----
@@ -309,7 +349,7 @@ impl Tensor {
                 found: self.shape().to_vec(),
             });
         }
-        self.backward_with(&self.ones_like())
+        self.backward_with(&Tensor::full_on(self.shape(), 1.0, self.dtype(), self.device())?)
     }
 
     /// Gradients of `sum(self * grad)` with respect to every leaf this tensor depends on.
@@ -317,6 +357,13 @@ impl Tensor {
         let node = self.0.node.as_ref().ok_or_else(|| {
             Error::Backward("this tensor does not depend on any tensor that requires gradients".into())
         })?;
+        if grad.device() != self.device() {
+            return Err(Error::DeviceMismatch {
+                op: "backward_with",
+                lhs: self.device(),
+                rhs: grad.device(),
+            });
+        }
         if grad.shape() != self.shape() || grad.dtype() != self.dtype() {
             return Err(Error::ShapeMismatch {
                 op: "backward_with",
@@ -325,5 +372,16 @@ impl Tensor {
             });
         }
         autograd::run_backward(node, grad.detach())
+    }
+}
+
+/// The gradient of `to_device`: the output gradient moved back to the input's device.
+struct ToDeviceBackward {
+    device: Device,
+}
+
+impl Backward for ToDeviceBackward {
+    fn backward(self: Box<Self>, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(grad.to_device(self.device)?)])
     }
 }

@@ -11,7 +11,7 @@
 
 use cudarc::driver::{CudaView, CudaViewMut, DeviceRepr, LaunchConfig, PushKernelArg};
 
-use super::launch::{check_grid, check_len, grid_stride, launch, to_i32, typed_function, CudaFloat};
+use super::launch::{check_grid, check_len, grid_stride, launch_args, to_i32, typed_function, StorageFloat};
 use super::{CudaError, Gpu, CONV};
 use crate::cpu::conv::ConvGeometry;
 
@@ -157,7 +157,7 @@ fn plan_bias(y: usize, bias: usize, plane_len: usize) -> Result<(i32, i64, i64),
 }
 
 /// `y = conv(x, w) + bias` (see [`crate::cpu::conv`]); `y` is overwritten.
-pub fn conv_forward<T: CudaFloat>(
+pub fn conv_forward<T: StorageFloat>(
     gpu: &Gpu,
     g: &ConvGeometry,
     x: &CudaView<T>,
@@ -180,11 +180,11 @@ pub fn conv_forward<T: CudaFloat>(
     args.arg(y);
     // SAFETY: (params, x, w, bias or null, y) as conv_forward_<T> takes them; the sizes were checked
     // against the geometry above.
-    unsafe { launch("conv_forward", &mut args, cfg) }
+    unsafe { launch_args("conv_forward", &mut args, cfg) }
 }
 
 /// `dx` (overwritten) from `dy` and `w`: the adjoint of the forward in `x`.
-pub fn conv_backward_data<T: CudaFloat>(
+pub fn conv_backward_data<T: StorageFloat>(
     gpu: &Gpu,
     g: &ConvGeometry,
     dy: &CudaView<T>,
@@ -199,13 +199,13 @@ pub fn conv_backward_data<T: CudaFloat>(
     let mut args = gpu.stream().launch_builder(&f);
     args.arg(&p).arg(dy).arg(w).arg(dx);
     // SAFETY: (params, dy, w, dx) as conv_backward_data_<T> takes them; sizes checked above.
-    unsafe { launch("conv_backward_data", &mut args, cfg) }
+    unsafe { launch_args("conv_backward_data", &mut args, cfg) }
 }
 
 /// `dw` (overwritten) from `x` and `dy`: the adjoint of the forward in `w`. The reduction over
 /// samples and positions is split so that the launch fills the GPU; the splits' f32 partials are
 /// summed in a fixed order (deterministic).
-pub fn conv_backward_weight<T: CudaFloat>(
+pub fn conv_backward_weight<T: StorageFloat>(
     gpu: &Gpu,
     g: &ConvGeometry,
     x: &CudaView<T>,
@@ -226,19 +226,19 @@ pub fn conv_backward_weight<T: CudaFloat>(
     args.arg(&p).arg(x).arg(dy).arg(&mut partials);
     // SAFETY: (params, x, dy, partials) as conv_backward_weight_<T> takes them; partials holds
     // `splits` weights, the other sizes were checked above.
-    unsafe { launch("conv_backward_weight", &mut args, cfg) }?;
+    unsafe { launch_args("conv_backward_weight", &mut args, cfg) }?;
     let sum = typed_function::<T>(gpu, &CONV, "conv_sum_splits")?;
     let (splits, len) = (p.splits, g.w_len() as i64);
     let mut args = gpu.stream().launch_builder(&sum);
     args.arg(&partials).arg(&splits).arg(dw).arg(&len);
     // SAFETY: (partials, splits, dw, len) as conv_sum_splits_<T> takes them; partials holds
     // splits x len values, dw len.
-    unsafe { launch("conv_sum_splits", &mut args, grid_stride(g.w_len())) }
+    unsafe { launch_args("conv_sum_splits", &mut args, grid_stride(g.w_len())) }
 }
 
 /// `y[n, c, p] += bias[c]` over `y` of `(N, C, plane_len)` values, `C = bias.len()`: the bias of a
 /// transposed convolution (module doc).
-pub fn add_channel_bias<T: CudaFloat>(
+pub fn add_channel_bias<T: StorageFloat>(
     gpu: &Gpu,
     y: &mut CudaViewMut<T>,
     bias: &CudaView<T>,
@@ -251,7 +251,7 @@ pub fn add_channel_bias<T: CudaFloat>(
     args.arg(y).arg(bias).arg(&channels).arg(&plane).arg(&len);
     // SAFETY: (y, bias, channels, plane, len) as add_channel_bias_<T> takes them; y holds len values
     // and bias `channels`.
-    unsafe { launch("add_channel_bias", &mut args, grid_stride(y_len)) }
+    unsafe { launch_args("add_channel_bias", &mut args, grid_stride(y_len)) }
 }
 
 #[cfg(test)]

@@ -17,6 +17,10 @@ pub enum CudaError {
     Call { what: String, message: String },
     /// A launcher was given arguments that do not fit (sizes, geometry); found before any CUDA call.
     Argument { op: String, message: String },
+    /// An index tensor held a value outside the axis it indexes.
+    IndexOutOfRange { op: &'static str, size: usize },
+    /// Something the CUDA kernels do not handle (named in the message).
+    Unsupported(String),
 }
 
 impl CudaError {
@@ -54,6 +58,10 @@ impl fmt::Display for CudaError {
             }
             CudaError::Call { what, message } => write!(f, "{what} failed: {message}"),
             CudaError::Argument { op, message } => write!(f, "{op}: {message}"),
+            CudaError::IndexOutOfRange { op, size } => {
+                write!(f, "{op}: an index is out of range for an axis of size {size}")
+            }
+            CudaError::Unsupported(what) => write!(f, "not supported on CUDA: {what}"),
         }
     }
 }

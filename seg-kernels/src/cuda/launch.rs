@@ -1,28 +1,29 @@
-//! What every launcher shares: the element types the kernels are instantiated for, argument checks
-//! (made before any CUDA call), and the launch itself.
+//! What every launcher shares: the `launch!` macro of the generic kernels, and for the conv,
+//! attention and scan kernels their storage types, argument checks (made before any CUDA call) and
+//! launch.
 
 use cudarc::driver::{CudaFunction, DeviceRepr, DriverError, LaunchArgs, LaunchConfig, ValidAsZeroBits};
 
 use super::{CudaError, Gpu, Source};
 
 /// A storage type of the kernels: `f32`, `half::f16` or `half::bf16`; kernels compute in f32.
-pub trait CudaFloat: DeviceRepr + ValidAsZeroBits + Copy + Unpin + Send + Sync + 'static {
+pub trait StorageFloat: DeviceRepr + ValidAsZeroBits + Copy + Unpin + Send + Sync + 'static {
     /// The suffix of the kernels' names for this type (`conv_forward_bf16`, ...).
     const SUFFIX: &'static str;
 }
 
-impl CudaFloat for f32 {
+impl StorageFloat for f32 {
     const SUFFIX: &'static str = "f32";
 }
-impl CudaFloat for half::f16 {
+impl StorageFloat for half::f16 {
     const SUFFIX: &'static str = "f16";
 }
-impl CudaFloat for half::bf16 {
+impl StorageFloat for half::bf16 {
     const SUFFIX: &'static str = "bf16";
 }
 
 /// Kernel `base_<T::SUFFIX>` of `source`.
-pub(crate) fn typed_function<T: CudaFloat>(
+pub(crate) fn typed_function<T: StorageFloat>(
     gpu: &Gpu,
     source: &'static Source,
     base: &str,
@@ -72,7 +73,7 @@ pub(crate) fn check_grid(op: &str, what: &str, blocks: usize, limit: usize) -> R
 /// # Safety
 /// The arguments pushed into `args` match the kernel's parameters in number, order and type, and
 /// every buffer holds what the kernel reads and writes under `config`.
-pub(crate) unsafe fn launch(name: &str, args: &mut LaunchArgs, config: LaunchConfig) -> Result<(), CudaError> {
+pub(crate) unsafe fn launch_args(name: &str, args: &mut LaunchArgs, config: LaunchConfig) -> Result<(), CudaError> {
     args.launch(config)
         .map(|_| ())
         .map_err(|e: DriverError| CudaError::call(&format!("launch {name}"), e))
@@ -86,3 +87,21 @@ pub(crate) fn grid_stride(len: usize) -> LaunchConfig {
         shared_mem_bytes: 0,
     }
 }
+
+/// `launch!(gpu, SOURCE, name, config; args...)`: launches kernel `name` of `SOURCE`. The arguments
+/// must match the kernel's parameter list in `cuda/` one for one (each launcher sits next to a
+/// comment naming its kernel), which is what makes the launch sound.
+macro_rules! launch {
+    ($gpu:expr, $source:expr, $name:expr, $cfg:expr; $($arg:expr),* $(,)?) => {{
+        let name: &str = &$name;
+        let function = $gpu.function(&$source, name)?;
+        let mut builder = $gpu.stream().launch_builder(&function);
+        $(cudarc::driver::PushKernelArg::arg(&mut builder, $arg);)*
+        // SAFETY: the arguments match the kernel's parameters (see the macro's doc), and every
+        // buffer is as long as the views and counts passed with it say.
+        unsafe { builder.launch($cfg) }
+            .map(|_| ())
+            .map_err(|e| $crate::cuda::CudaError::call(name, e))
+    }};
+}
+pub(crate) use launch;

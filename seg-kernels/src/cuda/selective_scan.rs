@@ -7,7 +7,7 @@
 
 use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, DeviceRepr, LaunchConfig, PushKernelArg};
 
-use super::launch::{check_grid, check_len, launch, to_i32, typed_function, CudaFloat};
+use super::launch::{check_grid, check_len, launch_args, to_i32, typed_function, StorageFloat};
 use super::{CudaError, Gpu, SELECTIVE_SCAN};
 use crate::cpu::selective_scan::ScanShape;
 
@@ -173,7 +173,7 @@ fn plan_backward(
 }
 
 /// The forward: `y` `(batch, dim, len)` and `last_state` `(batch, dim, state)` (both overwritten).
-pub fn scan_forward<T: CudaFloat>(
+pub fn scan_forward<T: StorageFloat>(
     gpu: &Gpu,
     s: &ScanShape,
     x: &CudaScanInputs<T>,
@@ -203,11 +203,11 @@ pub fn scan_forward<T: CudaFloat>(
     args.arg(y).arg(last_state);
     // SAFETY: the arguments are selective_scan_forward_<T>'s, in order, absent inputs null; every
     // size was checked against the shape.
-    unsafe { launch("selective_scan_forward", &mut args, cfg) }
+    unsafe { launch_args("selective_scan_forward", &mut args, cfg) }
 }
 
 /// The backward, recomputing the states: gradients of `sum(y * gy) + sum(last_state * g_last)`.
-pub fn scan_backward<T: CudaFloat>(
+pub fn scan_backward<T: StorageFloat>(
     gpu: &Gpu,
     s: &ScanShape,
     x: &CudaScanInputs<T>,
@@ -274,7 +274,7 @@ pub fn scan_backward<T: CudaFloat>(
     };
     // SAFETY: the arguments are selective_scan_backward_<T>'s, in order, absent ones null; every
     // input size was checked against the shape and every output allocated for it.
-    unsafe { launch("selective_scan_backward", &mut args, cfg) }?;
+    unsafe { launch_args("selective_scan_backward", &mut args, cfg) }?;
     drop(args);
     Ok(g)
 }

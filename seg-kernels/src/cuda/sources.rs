@@ -31,4 +31,7 @@ sources! {
     CONV = "conv.cu",
     SELECTIVE_SCAN = "selective_scan.cu",
     WINDOW_ATTENTION = "window_attention.cu",
+    INDEX = "index.cu",
+    REDUCE = "reduce.cu",
+    SOFTMAX = "softmax.cu",
 }

@@ -6,7 +6,7 @@
 
 use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, DeviceRepr, LaunchConfig, PushKernelArg};
 
-use super::launch::{check_grid, check_len, grid_stride, launch, to_i32, typed_function, CudaFloat};
+use super::launch::{check_grid, check_len, grid_stride, launch_args, to_i32, typed_function, StorageFloat};
 use super::{CudaError, Gpu, WINDOW_ATTENTION};
 use crate::cpu::window_attention::WindowAttnShape;
 
@@ -208,7 +208,7 @@ fn plan_backward(
 }
 
 /// The forward: `out` `(windows, N, heads, d)` and `lse` `(windows, heads, N)`, which the backward needs.
-pub fn window_attention_forward<T: CudaFloat>(
+pub fn window_attention_forward<T: StorageFloat>(
     gpu: &Gpu,
     s: &WindowAttnShape,
     x: &CudaWindowAttnInputs<T>,
@@ -230,12 +230,12 @@ pub fn window_attention_forward<T: CudaFloat>(
     args.arg(out).arg(lse);
     // SAFETY: (params, qkv, bias, mask or null, out, lse) as window_attention_forward_<T> takes them;
     // every size was checked against the shape.
-    unsafe { launch("window_attention_forward", &mut args, cfg) }
+    unsafe { launch_args("window_attention_forward", &mut args, cfg) }
 }
 
 /// The backward from the forward's `out` and `lse`: gradients of `sum(out * dout)`, the mask's only
 /// when `mask_grad` and a mask was given.
-pub fn window_attention_backward<T: CudaFloat>(
+pub fn window_attention_backward<T: StorageFloat>(
     gpu: &Gpu,
     s: &WindowAttnShape,
     x: &CudaWindowAttnInputs<T>,
@@ -273,7 +273,7 @@ pub fn window_attention_backward<T: CudaFloat>(
     args.arg(&dq_params).arg(out).arg(dout).arg(&mut dvec);
     // SAFETY: (params, out, dout, dvec) as window_attention_row_dot_<T> takes them; out and dout hold
     // windows x N x heads x d values, dvec windows x heads x N.
-    unsafe { launch("window_attention_row_dot", &mut args, grid_stride(plan.lse_len())) }?;
+    unsafe { launch_args("window_attention_row_dot", &mut args, grid_stride(plan.lse_len())) }?;
     drop(args);
 
     let f = typed_function::<T>(gpu, &WINDOW_ATTENTION, "window_attention_backward_dq")?;
@@ -294,7 +294,7 @@ pub fn window_attention_backward<T: CudaFloat>(
     };
     // SAFETY: the arguments are window_attention_backward_dq_<T>'s in order, absent ones null; every
     // size was checked or allocated for the shape.
-    unsafe { launch("window_attention_backward_dq", &mut args, dq_cfg) }?;
+    unsafe { launch_args("window_attention_backward_dq", &mut args, dq_cfg) }?;
     drop(args);
 
     let f = typed_function::<T>(gpu, &WINDOW_ATTENTION, "window_attention_backward_dkv")?;
@@ -307,7 +307,7 @@ pub fn window_attention_backward<T: CudaFloat>(
     args.arg(lse).arg(dout).arg(&dvec).arg(&mut grads.qkv);
     // SAFETY: the arguments are window_attention_backward_dkv_<T>'s in order, the mask null when
     // absent; every size was checked or allocated for the shape.
-    unsafe { launch("window_attention_backward_dkv", &mut args, dkv_cfg) }?;
+    unsafe { launch_args("window_attention_backward_dkv", &mut args, dkv_cfg) }?;
     drop(args);
     Ok(grads)
 }

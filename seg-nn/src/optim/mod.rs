@@ -61,7 +61,10 @@ fn update_parameters(
                 .entry(name.to_string())
                 .or_insert_with(|| vec![0.0; state_len(values.len())]);
             update(&mut values, grad, state);
-            Ok(Tensor::from_vec(values, param.shape())?.requires_grad())
+            // The update runs on the host; a parameter on a GPU goes back there.
+            Ok(Tensor::from_vec(values, param.shape())?
+                .to_device(param.device())?
+                .requires_grad())
         })();
         match result {
             Ok(t) => *param = t,

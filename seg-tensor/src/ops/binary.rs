@@ -3,7 +3,9 @@
 
 use crate::autograd::Backward;
 use crate::layout::{broadcast_shape, numel};
-use crate::ops::{broadcast_values, expect_float, expect_same_kind, tensor_from, zip_values};
+use seg_kernels::cuda::BinaryKernel;
+
+use crate::ops::{broadcast_values, expect_float, expect_same_kind, on_cuda, tensor_from, zip_values};
 use crate::{with_float, Float, Result, Tensor};
 
 /// A binary elementwise function with its partial derivatives (PyTorch's conventions: at a tie,
@@ -30,6 +32,18 @@ impl Binary {
             Binary::Maximum => "maximum",
             Binary::Minimum => "minimum",
             Binary::Pow => "pow",
+        }
+    }
+
+    fn kernel(self) -> BinaryKernel {
+        match self {
+            Binary::Add => BinaryKernel::Add,
+            Binary::Sub => BinaryKernel::Sub,
+            Binary::Mul => BinaryKernel::Mul,
+            Binary::Div => BinaryKernel::Div,
+            Binary::Maximum => BinaryKernel::Maximum,
+            Binary::Minimum => BinaryKernel::Minimum,
+            Binary::Pow => BinaryKernel::Pow,
         }
     }
 
@@ -109,6 +123,14 @@ impl Backward for BinaryBackward {
                 reduce(pass(self.wants[1]), &self.b)?,
             ]);
         }
+        if on_cuda(grad) {
+            let side = |s: usize| {
+                self.wants[s]
+                    .then(|| crate::cuda::binary_backward(grad, &self.a, &self.b, op.kernel(), s))
+                    .transpose()
+            };
+            return Ok(vec![reduce(side(0)?, &self.a)?, reduce(side(1)?, &self.b)?]);
+        }
         let (da, db) = with_float!(grad.dtype(), "binary backward", T => {
             let g = grad.values::<T>()?;
             let a = broadcast_values::<T>(&self.a, &shape)?;
@@ -139,11 +161,15 @@ impl Tensor {
         expect_float(op.name(), self)?;
         expect_same_kind(op.name(), self, other)?;
         let shape = broadcast_shape(op.name(), self.shape(), other.shape())?;
-        let out = with_float!(self.dtype(), op.name(), T => {
-            let a = broadcast_values::<T>(self, &shape)?;
-            let b = broadcast_values::<T>(other, &shape)?;
-            Ok(tensor_from(zip_values(&a, &b, |a: T, b: T| op.apply(a, b)), &shape))
-        })?;
+        let out = if on_cuda(self) {
+            crate::cuda::binary(self, other, &shape, op.kernel())?
+        } else {
+            with_float!(self.dtype(), op.name(), T => {
+                let a = broadcast_values::<T>(self, &shape)?;
+                let b = broadcast_values::<T>(other, &shape)?;
+                Ok(tensor_from(zip_values(&a, &b, |a: T, b: T| op.apply(a, b)), &shape))
+            })?
+        };
         Ok(Tensor::from_op(out, &[self, other], |_| BinaryBackward {
             op,
             a: self.detach(),
@@ -194,7 +220,7 @@ impl Tensor {
             // Only leading axes go (a bias gradient): a product with a row of ones, one GEMM
             // instead of a transposed gather and a sum per column.
             let (rows, cols) = (self.numel() / numel(shape).max(1), numel(shape));
-            let ones = Tensor::ones(&[1, rows], self.dtype());
+            let ones = Tensor::full_on(&[1, rows], 1.0, self.dtype(), self.device())?;
             return ones.matmul(&self.reshape(&[rows, cols])?)?.reshape(shape);
         }
         let dims: Vec<isize> = (0..self.rank())

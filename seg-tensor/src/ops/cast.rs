@@ -32,7 +32,11 @@ impl Tensor {
         if dtype == self.dtype() {
             return Ok(self.clone());
         }
-        let out = crate::with_element!(dtype, U => convert_to::<U>(self))?;
+        let out = if crate::ops::on_cuda(self) {
+            crate::cuda::cast(self, dtype)?
+        } else {
+            crate::with_element!(dtype, U => convert_to::<U>(self))?
+        };
         if !(dtype.is_float() && self.dtype().is_float()) {
             return Ok(out);
         }

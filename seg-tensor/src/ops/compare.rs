@@ -2,7 +2,9 @@
 
 use crate::autograd::Backward;
 use crate::layout::broadcast_shape;
-use crate::ops::{broadcast_values, expect_same_kind, tensor_from, zip_values};
+use seg_kernels::cuda::CompareKernel;
+
+use crate::ops::{broadcast_values, expect_same_device, expect_same_kind, on_cuda, tensor_from, zip_values};
 use crate::{with_float, DType, Error, Result, Tensor};
 
 #[derive(Clone, Copy)]
@@ -15,10 +17,26 @@ enum Cmp {
     Ge,
 }
 
+impl Cmp {
+    fn kernel(self) -> CompareKernel {
+        match self {
+            Cmp::Eq => CompareKernel::Eq,
+            Cmp::Ne => CompareKernel::Ne,
+            Cmp::Lt => CompareKernel::Lt,
+            Cmp::Le => CompareKernel::Le,
+            Cmp::Gt => CompareKernel::Gt,
+            Cmp::Ge => CompareKernel::Ge,
+        }
+    }
+}
+
 impl Tensor {
     fn compare(&self, other: &Tensor, cmp: Cmp) -> Result<Tensor> {
         expect_same_kind("compare", self, other)?;
         let shape = broadcast_shape("compare", self.shape(), other.shape())?;
+        if on_cuda(self) {
+            return crate::cuda::compare(self, other, &shape, cmp.kernel());
+        }
         fn run<T: crate::Element>(a: &Tensor, b: &Tensor, shape: &[usize], cmp: Cmp) -> Result<Tensor> {
             let a = broadcast_values::<T>(a, shape)?;
             let b = broadcast_values::<T>(b, shape)?;
@@ -70,6 +88,15 @@ impl Tensor {
         expect_same_kind("where", on_true, on_false)?;
         let shape = broadcast_shape("where", self.shape(), on_true.shape())?;
         let shape = broadcast_shape("where", &shape, on_false.shape())?;
+        expect_same_device("where", self, on_true)?;
+        if on_cuda(self) {
+            let out = crate::cuda::select(self, on_true, on_false, &shape)?;
+            let mask = self.broadcast_to(&shape)?;
+            return Ok(Tensor::from_op(out, &[on_true, on_false], |_| WhereBackward {
+                mask,
+                shapes: [on_true.shape().to_vec(), on_false.shape().to_vec()],
+            }));
+        }
         let mask = broadcast_values::<u8>(self, &shape)?;
         let out = with_float!(on_true.dtype(), "where", T => {
             let a = broadcast_values::<T>(on_true, &shape)?;
@@ -92,7 +119,7 @@ struct WhereBackward {
 
 impl Backward for WhereBackward {
     fn backward(self: Box<Self>, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
-        let zero = Tensor::zeros(&[], grad.dtype());
+        let zero = Tensor::zeros_on(&[], grad.dtype(), grad.device())?;
         let on_true = self.mask.where_(grad, &zero)?.sum_to_shape(&self.shapes[0])?;
         let on_false = self.mask.where_(&zero, grad)?.sum_to_shape(&self.shapes[1])?;
         Ok(vec![Some(on_true), Some(on_false)])

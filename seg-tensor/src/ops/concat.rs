@@ -58,7 +58,22 @@ impl Tensor {
             }
             shape[d] += t.shape()[d];
         }
-        let out = with_element!(first.dtype(), T => cat_values::<T>(tensors, d, &shape))?;
+        let out = match first.device() {
+            crate::Device::Cuda(ordinal) => {
+                let mut start = 0;
+                let parts: Vec<_> = tensors
+                    .iter()
+                    .map(|&t| {
+                        let mut starts = vec![0; shape.len()];
+                        starts[d] = start;
+                        start += t.shape()[d];
+                        (t, starts)
+                    })
+                    .collect();
+                crate::cuda::assemble(ordinal, &shape, first.dtype(), 0.0, &parts)?
+            }
+            _ => with_element!(first.dtype(), T => cat_values::<T>(tensors, d, &shape))?,
+        };
         let sizes = tensors.iter().map(|t| t.shape()[d]).collect();
         Ok(Tensor::from_op(out, tensors, |_| CatBackward { dim: d, sizes }))
     }

@@ -104,6 +104,7 @@ impl Tensor {
     pub fn conv(&self, weight: &Tensor, bias: Option<&Tensor>, opts: &ConvOptions) -> Result<Tensor> {
         expect_float("conv", self)?;
         expect_same_kind("conv", self, weight)?;
+        crate::ops::expect_cpu("conv", &[self, weight])?;
         let rank = self.rank().saturating_sub(2);
         if !(1..=3).contains(&rank) {
             return Err(Error::ShapeMismatch {

@@ -93,6 +93,7 @@ impl Tensor {
     ) -> Result<Tensor> {
         expect_float("conv_transpose", self)?;
         expect_same_kind("conv_transpose", self, weight)?;
+        crate::ops::expect_cpu("conv_transpose", &[self, weight])?;
         let rank = self.rank().saturating_sub(2);
         if !(1..=3).contains(&rank) {
             return Err(Error::ShapeMismatch {

@@ -2,7 +2,7 @@
 
 use crate::autograd::Backward;
 use crate::layout::{contiguous_strides, normalize_dim, numel};
-use crate::ops::{expect_float, expect_same_kind, tensor_from};
+use crate::ops::{expect_float, expect_same_kind, on_cuda, tensor_from};
 use crate::{with_element, with_float, DType, Element, Error, Result, Tensor};
 
 fn expect_index(op: &'static str, index: &Tensor) -> Result<()> {
@@ -16,9 +16,8 @@ fn expect_index(op: &'static str, index: &Tensor) -> Result<()> {
     Ok(())
 }
 
-/// For `gather`/`scatter_add`: the flat offset into a dense tensor of `target_shape` for each
-/// position of `index`, with the position's coordinate on `dim` replaced by the index value.
-fn along_dim_offsets(op: &'static str, index: &Tensor, dim: usize, target_shape: &[usize]) -> Result<Vec<usize>> {
+/// Fails unless `index` has the rank of `target_shape` and is no larger off axis `dim`.
+fn check_along_dim(op: &'static str, index: &Tensor, dim: usize, target_shape: &[usize]) -> Result<()> {
     if index.rank() != target_shape.len() || (0..index.rank()).any(|d| d != dim && index.shape()[d] > target_shape[d]) {
         return Err(Error::ShapeMismatch {
             op,
@@ -29,6 +28,13 @@ fn along_dim_offsets(op: &'static str, index: &Tensor, dim: usize, target_shape:
             found: index.shape().to_vec(),
         });
     }
+    Ok(())
+}
+
+/// For `gather`/`scatter_add`: the flat offset into a dense tensor of `target_shape` for each
+/// position of `index`, with the position's coordinate on `dim` replaced by the index value.
+fn along_dim_offsets(op: &'static str, index: &Tensor, dim: usize, target_shape: &[usize]) -> Result<Vec<usize>> {
+    check_along_dim(op, index, dim, target_shape)?;
     let idx = index.values::<i64>()?;
     let strides = contiguous_strides(target_shape);
     let index_strides = contiguous_strides(index.shape());
@@ -75,11 +81,13 @@ impl Backward for IndexBackward {
     fn backward(self: Box<Self>, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
         Ok(match *self {
             IndexBackward::Gather { dim, index, in_shape } => {
-                vec![Some(Tensor::zeros(&in_shape, grad.dtype()).scatter_add(
-                    dim as isize,
-                    &index,
-                    grad,
-                )?)]
+                vec![Some(
+                    Tensor::zeros_on(&in_shape, grad.dtype(), grad.device())?.scatter_add(
+                        dim as isize,
+                        &index,
+                        grad,
+                    )?,
+                )]
             }
             IndexBackward::ScatterAdd { dim, index } => {
                 vec![Some(grad.clone()), Some(grad.gather(dim as isize, &index)?)]
@@ -111,12 +119,18 @@ impl Tensor {
     /// index's shape.
     pub fn gather(&self, dim: isize, index: &Tensor) -> Result<Tensor> {
         expect_index("gather", index)?;
+        crate::ops::expect_same_device("gather", self, index)?;
         let d = normalize_dim("gather", dim, self.rank())?;
-        let offsets = along_dim_offsets("gather", index, d, self.shape())?;
-        let out = with_element!(self.dtype(), T => {
-            let x = self.values::<T>()?;
-            tensor_from(offsets.iter().map(|&o| x[o]).collect::<Vec<T>>(), index.shape())
-        });
+        let out = if on_cuda(self) {
+            check_along_dim("gather", index, d, self.shape())?;
+            crate::cuda::gather(self, d, index)?
+        } else {
+            let offsets = along_dim_offsets("gather", index, d, self.shape())?;
+            with_element!(self.dtype(), T => {
+                let x = self.values::<T>()?;
+                tensor_from(offsets.iter().map(|&o| x[o]).collect::<Vec<T>>(), index.shape())
+            })
+        };
         Ok(Tensor::from_op(out, &[self], |_| IndexBackward::Gather {
             dim: d,
             index: index.clone(),
@@ -138,14 +152,20 @@ impl Tensor {
                 found: src.shape().to_vec(),
             });
         }
-        let offsets = along_dim_offsets("scatter_add", index, d, self.shape())?;
-        let out = with_float!(self.dtype(), "scatter_add", T => {
+        crate::ops::expect_same_device("scatter_add", self, index)?;
+        let out = if on_cuda(self) {
+            check_along_dim("scatter_add", index, d, self.shape())?;
+            crate::cuda::scatter_add(self, d, index, src)?
+        } else {
+            let offsets = along_dim_offsets("scatter_add", index, d, self.shape())?;
+            with_float!(self.dtype(), "scatter_add", T => {
             let mut out = self.to_vec::<T>()?;
             for (&o, &s) in offsets.iter().zip(src.values::<T>()?.iter()) {
                 out[o] += s;
             }
             Ok(tensor_from(out, self.shape()))
-        })?;
+            })?
+        };
         Ok(Tensor::from_op(out, &[self, src], |_| IndexBackward::ScatterAdd {
             dim: d,
             index: index.clone(),
@@ -155,6 +175,7 @@ impl Tensor {
     /// The slices at positions `index` (1-D, i64) along `dim`, as `torch.index_select`.
     pub fn index_select(&self, dim: isize, index: &Tensor) -> Result<Tensor> {
         expect_index("index_select", index)?;
+        crate::ops::expect_cpu("index_select", &[self, index])?;
         let d = normalize_dim("index_select", dim, self.rank())?;
         if index.rank() != 1 {
             return Err(Error::ShapeMismatch {
@@ -191,11 +212,43 @@ impl Tensor {
         }))
     }
 
+    /// `one_hot` on CUDA: `labels[..., None] == [0, 1, ..., classes - 1]` as `dtype`. The range check
+    /// reads the labels' extremes back to the host (one synchronisation).
+    fn one_hot_cuda(&self, num_classes: Option<usize>, dtype: DType) -> Result<Tensor> {
+        let flat = self.reshape(&[self.numel()])?;
+        let (low, high) = if self.numel() == 0 {
+            (0, -1)
+        } else {
+            let extreme = |largest: bool| -> Result<i64> {
+                let (values, _) = if largest {
+                    flat.max_dim(0, false)?
+                } else {
+                    flat.min_dim(0, false)?
+                };
+                Ok(values.item()? as i64)
+            };
+            (extreme(false)?, extreme(true)?)
+        };
+        let classes = num_classes.unwrap_or((high.max(-1) + 1) as usize);
+        if low < 0 || high >= classes as i64 {
+            let bad = if low < 0 { low } else { high };
+            return Err(Error::invalid(
+                "one_hot",
+                format!("label {bad} is outside 0..{classes}"),
+            ));
+        }
+        let class_ids = Tensor::arange(0.0, classes as f64, 1.0, DType::I64)?.to_device(self.device())?;
+        self.unsqueeze(-1)?.eq(&class_ids)?.to_dtype(dtype)
+    }
+
     /// Class labels (i64) to one-hot vectors along a new last axis, as
     /// `torch.nn.functional.one_hot`; `num_classes` of `None` means `max(label) + 1`. The result has
     /// `dtype` (PyTorch returns i64; losses want a float).
     pub fn one_hot(&self, num_classes: Option<usize>, dtype: DType) -> Result<Tensor> {
         expect_index("one_hot", self)?;
+        if crate::ops::on_cuda(self) {
+            return self.one_hot_cuda(num_classes, dtype);
+        }
         let labels = self.values::<i64>()?;
         let classes = match num_classes {
             Some(c) => c,

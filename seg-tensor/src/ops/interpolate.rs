@@ -134,6 +134,7 @@ impl Tensor {
     pub fn interpolate(&self, opts: &InterpolateOptions) -> Result<Tensor> {
         const OP: &str = "interpolate";
         expect_float(OP, self)?;
+        crate::ops::expect_cpu(OP, &[self])?;
         let rank = self.rank().saturating_sub(2);
         if !(1..=3).contains(&rank) {
             return Err(Error::ShapeMismatch {

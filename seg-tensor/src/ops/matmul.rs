@@ -37,8 +37,8 @@ fn mat_layout(layout: &Layout, offset: usize) -> MatLayout {
 }
 
 fn batched_product<T: Float>(a: &Tensor, b: &Tensor, batch: &[usize], m: usize, n: usize) -> Result<Vec<T>> {
-    let a_data = T::unwrap(a.storage().cpu()).expect("dtype checked");
-    let b_data = T::unwrap(b.storage().cpu()).expect("dtype checked");
+    let a_data = T::unwrap(a.storage().expect_cpu("matmul")?).expect("dtype checked");
+    let b_data = T::unwrap(b.storage().expect_cpu("matmul")?).expect("dtype checked");
     let a_offsets = matrix_offsets(a.layout(), batch);
     let b_offsets = matrix_offsets(b.layout(), batch);
     let k = a.shape()[a.rank() - 1];
@@ -125,9 +125,13 @@ impl Tensor {
         let batch = broadcast_shape("matmul", &self.shape()[..ra - 2], &other.shape()[..rb - 2])?;
         let mut shape = batch.clone();
         shape.extend([m, n]);
-        let out = with_float!(self.dtype(), "matmul", T => {
-            Ok(tensor_from(batched_product::<T>(self, other, &batch, m, n)?, &shape))
-        })?;
+        let out = if crate::ops::on_cuda(self) {
+            crate::cuda::batched_matmul(self, other, &batch, &shape)?
+        } else {
+            with_float!(self.dtype(), "matmul", T => {
+                Ok(tensor_from(batched_product::<T>(self, other, &batch, m, n)?, &shape))
+            })?
+        };
         Ok(Tensor::from_op(out, &[self, other], |_| MatmulBackward {
             a: self.detach(),
             b: other.detach(),

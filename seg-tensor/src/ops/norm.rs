@@ -8,7 +8,7 @@ use seg_kernels::cpu::norm::{
 };
 
 use crate::autograd::Backward;
-use crate::ops::{expect_float, expect_same_kind, tensor_from};
+use crate::ops::{expect_float, expect_same_kind, on_cuda, tensor_from};
 use crate::{with_float, DType, Element, Error, Result, Tensor};
 
 /// The running statistics of a batch norm, owned by the caller: PyTorch's `running_mean`,
@@ -154,18 +154,14 @@ fn check_rank(op: &'static str, x: &Tensor, min: usize, what: &str) -> Result<()
 }
 
 impl Tensor {
-    /// A channel norm of `self` `(N, C, ...)`: statistics from the input (`running: None`), or the
-    /// given per-channel mean and variance (batch norm in eval mode). Returns the output and the
-    /// statistics used.
-    fn channel_norm(
+    /// The checked geometry of a channel norm of `self` `(N, C, ...)` with `weight`/`bias` `(C)`.
+    fn channel_geometry(
         &self,
         op: &'static str,
         stats: StatsOver,
         weight: Option<&Tensor>,
         bias: Option<&Tensor>,
-        eps: f64,
-        running: Option<Moments>,
-    ) -> Result<(Tensor, Moments)> {
+    ) -> Result<NormGeometry> {
         expect_float(op, self)?;
         check_rank(op, self, 2, "(N, C, ...)")?;
         let channels = self.shape()[1];
@@ -178,6 +174,23 @@ impl Tensor {
             stats,
         };
         g.validate().map_err(|msg| Error::invalid(op, msg))?;
+        Ok(g)
+    }
+
+    /// A channel norm of `self` `(N, C, ...)`: statistics from the input (`running: None`), or the
+    /// given per-channel mean and variance (batch norm in eval mode). Returns the output and the
+    /// statistics used.
+    fn channel_norm(
+        &self,
+        op: &'static str,
+        stats: StatsOver,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        eps: f64,
+        running: Option<Moments>,
+    ) -> Result<(Tensor, Moments)> {
+        let g = self.channel_geometry(op, stats, weight, bias)?;
+        let channels = g.channels;
         let constant = running.is_some();
         let (y, moments, rstd) = with_float!(self.dtype(), op, T => {
             let x = self.values::<T>()?;
@@ -228,6 +241,10 @@ impl Tensor {
             ));
         }
         let groups = StatsOver::Groups(self.shape()[1]);
+        if on_cuda(self) {
+            self.channel_geometry("instance_norm", groups, weight, bias)?;
+            return crate::cuda::group_norm(self, self.shape()[1], weight, bias, eps);
+        }
         Ok(self.channel_norm("instance_norm", groups, weight, bias, eps, None)?.0)
     }
 
@@ -242,6 +259,10 @@ impl Tensor {
         eps: f64,
     ) -> Result<Tensor> {
         let groups = StatsOver::Groups(num_groups);
+        if on_cuda(self) {
+            self.channel_geometry("group_norm", groups, weight, bias)?;
+            return crate::cuda::group_norm(self, num_groups, weight, bias, eps);
+        }
         Ok(self.channel_norm("group_norm", groups, weight, bias, eps, None)?.0)
     }
 
@@ -272,6 +293,9 @@ impl Tensor {
         }
         check_affine(OP, self, weight, "weight", normalized_shape)?;
         check_affine(OP, self, bias, "bias", normalized_shape)?;
+        if on_cuda(self) {
+            return crate::cuda::layer_norm(self, k, weight, bias, eps);
+        }
         let len: usize = normalized_shape.iter().product();
         let g = RowGeometry {
             rows: self.shape()[..self.rank() - k].iter().product(),
@@ -338,6 +362,21 @@ impl Tensor {
             }
         }
         let count = self.numel().checked_div(channels).unwrap_or(0);
+        if on_cuda(self) {
+            self.channel_geometry(OP, StatsOver::Channels, weight, bias)?;
+            if training && count == 1 {
+                return Err(Error::invalid(
+                    OP,
+                    "expected more than 1 value per channel when training",
+                ));
+            }
+            let norm = crate::cuda::BatchNorm {
+                training,
+                momentum,
+                eps,
+            };
+            return norm.run(self, stats, weight, bias);
+        }
         if !training {
             let Some(s) = stats else {
                 return Err(Error::invalid(OP, "running statistics are required in eval mode"));

@@ -83,8 +83,47 @@ impl Backward for RemapBackward {
     }
 }
 
+/// Backward of constant padding on CUDA: the gradient's window over the (cropped) input.
+struct WindowBackward {
+    starts: Vec<usize>,
+    shape: Vec<usize>,
+}
+
+impl Backward for WindowBackward {
+    fn backward(self: Box<Self>, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        let mut g = grad.clone();
+        for (d, (&start, &len)) in self.starts.iter().zip(&self.shape).enumerate() {
+            g = g.narrow(d as isize, start, len)?;
+        }
+        Ok(vec![Some(g.contiguous()?)])
+    }
+}
+
 impl Tensor {
+    /// Constant padding on CUDA (`pads` checked by `pad`): the input, cropped where a pad is negative,
+    /// copied into a tensor filled with `value`.
+    fn pad_constant_cuda(&self, ordinal: usize, pads: &[isize], value: f64) -> Result<Tensor> {
+        let (mut src, mut shape, mut starts) = (self.clone(), self.shape().to_vec(), vec![0; self.rank()]);
+        for (pair, d) in pads.chunks(2).zip((0..self.rank()).rev()) {
+            let (n, before, after) = (self.shape()[d], pair[0], pair[1]);
+            let (front, back) = ((-before).max(0) as usize, (-after).max(0) as usize);
+            src = src.narrow(d as isize, front.min(n), n.saturating_sub(front + back))?;
+            starts[d] = before.max(0) as usize;
+            shape[d] = (n as isize + before + after) as usize;
+        }
+        let out = crate::cuda::assemble(ordinal, &shape, self.dtype(), value, &[(&src, starts.clone())])?;
+        if !self.dtype().is_compute_float() {
+            return Ok(out);
+        }
+        let window = src.shape().to_vec();
+        Ok(Tensor::from_op(out, &[&src], |_| WindowBackward {
+            starts,
+            shape: window,
+        }))
+    }
+
     fn remap(&self, maps: Vec<AxisMap>, fill: f64) -> Result<Tensor> {
+        crate::ops::expect_cpu("pad/roll/flip", &[self])?;
         let shape: Vec<usize> = maps.iter().map(Vec::len).collect();
         let out =
             with_element!(self.dtype(), T => tensor_from(remap_values::<T>(self, &maps, T::from_f64(fill))?, &shape));
@@ -141,7 +180,10 @@ impl Tensor {
                 })
                 .collect();
         }
-        self.remap(maps, value)
+        match (self.device(), mode) {
+            (crate::Device::Cuda(ordinal), PadMode::Constant) => self.pad_constant_cuda(ordinal, pads, value),
+            _ => self.remap(maps, value),
+        }
     }
 
     /// Elements shifted cyclically by `shifts[i]` along `dims[i]` (`torch.roll`); with no dims the

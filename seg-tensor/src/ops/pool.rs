@@ -194,6 +194,7 @@ impl Tensor {
     /// `return_indices=True`). The indices do not track gradients.
     pub fn max_pool_with_indices(&self, rank: usize, opts: &MaxPoolOptions) -> Result<(Tensor, Tensor)> {
         const OP: &str = "max_pool";
+        crate::ops::expect_cpu(OP, &[self])?;
         if !(1..=3).contains(&rank) {
             return Err(Error::invalid(
                 OP,
@@ -260,6 +261,7 @@ impl Tensor {
     /// Average pooling of `self` `(N, C, spatial...)` over its `rank` (1 to 3) spatial axes.
     pub fn avg_pool(&self, rank: usize, opts: &AvgPoolOptions) -> Result<Tensor> {
         const OP: &str = "avg_pool";
+        crate::ops::expect_cpu(OP, &[self])?;
         if !(1..=3).contains(&rank) {
             return Err(Error::invalid(
                 OP,
@@ -315,6 +317,7 @@ impl Tensor {
     /// `rank` spatial axes, or one per axis): output `o` averages input `[floor(o in / out), ceil((o + 1) in / out))`.
     pub fn adaptive_avg_pool(&self, rank: usize, output_size: &[usize]) -> Result<Tensor> {
         const OP: &str = "adaptive_avg_pool";
+        crate::ops::expect_cpu(OP, &[self])?;
         if !(1..=3).contains(&rank) {
             return Err(Error::invalid(
                 OP,

@@ -7,7 +7,9 @@ use rayon::prelude::*;
 
 use crate::autograd::Backward;
 use crate::layout::{normalize_dim, normalize_dims};
-use crate::ops::{expect_float, tensor_from};
+use seg_kernels::cuda::ReduceKernel;
+
+use crate::ops::{expect_float, on_cuda, tensor_from};
 use crate::{with_float, Element, Float, Result, Tensor};
 
 /// The values of `t` arranged as `[kept axes..., reduced axes...]` in row-major order, so that each
@@ -21,12 +23,44 @@ struct Blocks<'a, T: Clone> {
     drop_shape: Vec<usize>,
 }
 
-fn blocks<'a, T: Element>(t: &'a Tensor, op: &'static str, dims: &[isize]) -> Result<Blocks<'a, T>> {
-    let reduced = if dims.is_empty() {
-        (0..t.rank()).collect()
+/// The axes a reduction over `dims` removes (all when empty).
+fn reduced_axes(t: &Tensor, op: &'static str, dims: &[isize]) -> Result<Vec<usize>> {
+    if dims.is_empty() {
+        Ok((0..t.rank()).collect())
     } else {
-        normalize_dims(op, dims, t.rank())?
-    };
+        normalize_dims(op, dims, t.rank())
+    }
+}
+
+/// Output shapes of a reduction over `reduced`: (kept as 1, removed), and the reduced count.
+fn reduced_shapes(t: &Tensor, reduced: &[usize]) -> (Vec<usize>, Vec<usize>, usize) {
+    let keep = (0..t.rank())
+        .map(|d| if reduced.contains(&d) { 1 } else { t.shape()[d] })
+        .collect();
+    let drop = (0..t.rank())
+        .filter(|d| !reduced.contains(d))
+        .map(|d| t.shape()[d])
+        .collect();
+    (keep, drop, reduced.iter().map(|&d| t.shape()[d]).product())
+}
+
+/// `kernel` on CUDA over `dims` of `t`: the output, the keepdim shape and the reduced count.
+fn cuda_reduce(
+    t: &Tensor,
+    op: &'static str,
+    dims: &[isize],
+    keepdim: bool,
+    kernel: ReduceKernel,
+    scale: impl Fn(usize) -> f64,
+) -> Result<(Tensor, Vec<usize>, usize)> {
+    let reduced = reduced_axes(t, op, dims)?;
+    let (keep, drop, count) = reduced_shapes(t, &reduced);
+    let out = crate::cuda::reduce(t, &reduced, kernel, scale(count), if keepdim { &keep } else { &drop })?;
+    Ok((out, keep, count))
+}
+
+fn blocks<'a, T: Element>(t: &'a Tensor, op: &'static str, dims: &[isize]) -> Result<Blocks<'a, T>> {
+    let reduced = reduced_axes(t, op, dims)?;
     let kept: Vec<usize> = (0..t.rank()).filter(|d| !reduced.contains(d)).collect();
     let order: Vec<usize> = kept.iter().chain(&reduced).copied().collect();
     let mut keep_shape = t.shape().to_vec();
@@ -38,7 +72,7 @@ fn blocks<'a, T: Element>(t: &'a Tensor, op: &'static str, dims: &[isize]) -> Re
     // The reduced axes moved last; a gather only when that order is not already dense (size-1
     // axes, such as a batch of one in front of a channel sum, move for free).
     let view = t.layout().permute(&order);
-    let data = T::unwrap(t.storage().cpu()).expect("dtype checked by the caller");
+    let data = T::unwrap(t.storage().expect_cpu(op)?).expect("dtype checked by the caller");
     let values = if view.is_contiguous() {
         Cow::Borrowed(&data[view.offset()..view.offset() + view.numel()])
     } else {
@@ -170,7 +204,7 @@ impl Backward for ReduceBackward {
                 indices,
                 keep_shape,
                 in_shape,
-            } => Tensor::zeros(&in_shape, grad.dtype()).scatter_add(
+            } => Tensor::zeros_on(&in_shape, grad.dtype(), grad.device())?.scatter_add(
                 dim as isize,
                 &indices,
                 &grad.reshape(&keep_shape)?,
@@ -203,12 +237,17 @@ impl Tensor {
 
     fn scaled_sum(&self, op: &'static str, dims: &[isize], keepdim: bool, mean: bool) -> Result<Tensor> {
         expect_float(op, self)?;
-        let (out, keep_shape, count) = with_float!(self.dtype(), op, T => {
-            let b = blocks::<T>(self, op, dims)?;
-            let scale = if mean { 1.0 / b.block as f64 } else { 1.0 };
-            let sums = b.map(|xs| T::from_f64(sum_of(xs).as_f64() * scale));
-            Ok((tensor_from(sums, b.out_shape(keepdim)), b.keep_shape.clone(), b.block))
-        })?;
+        let (out, keep_shape, count) = if on_cuda(self) {
+            let scale = |count: usize| if mean { 1.0 / count as f64 } else { 1.0 };
+            cuda_reduce(self, op, dims, keepdim, ReduceKernel::Sum, scale)?
+        } else {
+            with_float!(self.dtype(), op, T => {
+                let b = blocks::<T>(self, op, dims)?;
+                let scale = if mean { 1.0 / b.block as f64 } else { 1.0 };
+                let sums = b.map(|xs| T::from_f64(sum_of(xs).as_f64() * scale));
+                Ok((tensor_from(sums, b.out_shape(keepdim)), b.keep_shape.clone(), b.block))
+            })?
+        };
         let scale = if mean { 1.0 / count as f64 } else { 1.0 };
         Ok(Tensor::from_op(out, &[self], |_| ReduceBackward::Sum {
             keep_shape,
@@ -223,15 +262,20 @@ impl Tensor {
         // Validate here so that a bad dim is reported as var's, not as the inner mean's.
         normalize_dims("var", dims, self.rank())?;
         let mean = self.detach().mean(dims, true)?;
-        let (out, keep_shape, count) = with_float!(self.dtype(), "var", T => {
-            let b = blocks::<T>(self, "var", dims)?;
-            let denom = b.block as f64 - correction as f64;
-            let vars = b.map(|xs| {
-                let m = sum_of(xs).as_f64() / xs.len() as f64;
-                T::from_f64(xs.iter().map(|x| (x.as_f64() - m).powi(2)).sum::<f64>() / denom)
-            });
-            Ok((tensor_from(vars, b.out_shape(keepdim)), b.keep_shape.clone(), b.block))
-        })?;
+        let (out, keep_shape, count) = if on_cuda(self) {
+            let scale = |count: usize| 1.0 / (count as f64 - correction as f64);
+            cuda_reduce(self, "var", dims, keepdim, ReduceKernel::Var, scale)?
+        } else {
+            with_float!(self.dtype(), "var", T => {
+                let b = blocks::<T>(self, "var", dims)?;
+                let denom = b.block as f64 - correction as f64;
+                let vars = b.map(|xs| {
+                    let m = sum_of(xs).as_f64() / xs.len() as f64;
+                    T::from_f64(xs.iter().map(|x| (x.as_f64() - m).powi(2)).sum::<f64>() / denom)
+                });
+                Ok((tensor_from(vars, b.out_shape(keepdim)), b.keep_shape.clone(), b.block))
+            })?
+        };
         let denom = count as f64 - correction as f64;
         Ok(Tensor::from_op(out, &[self], |_| ReduceBackward::Var {
             x: self.detach(),
@@ -244,7 +288,11 @@ impl Tensor {
     /// `ln(sum(exp(x)))` over `dims`, computed stably as `m + ln(sum(exp(x - m)))`, `m` the maximum.
     pub fn logsumexp(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
         expect_float("logsumexp", self)?;
-        let (out, keep_shape) = with_float!(self.dtype(), "logsumexp", T => {
+        let (out, keep_shape) = if on_cuda(self) {
+            let (out, keep, _) = cuda_reduce(self, "logsumexp", dims, keepdim, ReduceKernel::LogSumExp, |_| 1.0)?;
+            (out, keep)
+        } else {
+            with_float!(self.dtype(), "logsumexp", T => {
             let b = blocks::<T>(self, "logsumexp", dims)?;
             let lse = b.map(|xs| {
                 let m = max_of(xs);
@@ -254,7 +302,8 @@ impl Tensor {
                 m + T::from_f64(xs.iter().map(|&x| (x - m).as_f64().exp()).sum::<f64>().ln())
             });
             Ok((tensor_from(lse, b.out_shape(keepdim)), b.keep_shape.clone()))
-        })?;
+            })?
+        };
         let lse = out.reshape(&keep_shape)?;
         Ok(Tensor::from_op(out, &[self], |_| ReduceBackward::LogSumExp {
             x: self.detach(),
@@ -282,8 +331,16 @@ impl Tensor {
         }
         let scalar = self.rank() == 0;
         let x = if scalar { self.reshape(&[1])? } else { self.clone() };
-        let (values, indices, keep_shape) =
-            crate::with_comparable!(self.dtype(), op, T => run::<T>(&x, op, d, keepdim, largest))?;
+        let (values, indices, keep_shape) = if on_cuda(self) {
+            let (keep, drop, count) = reduced_shapes(&x, &[d]);
+            if count == 0 {
+                return Err(crate::Error::invalid(op, format!("cannot reduce the empty axis {d}")));
+            }
+            let (values, indices) = crate::cuda::extreme(&x, d, largest, if keepdim { &keep } else { &drop })?;
+            (values, indices, keep)
+        } else {
+            crate::with_comparable!(self.dtype(), op, T => run::<T>(&x, op, d, keepdim, largest))?
+        };
         let (values, indices) = if scalar {
             (values.reshape(&[])?, indices.reshape(&[])?)
         } else {

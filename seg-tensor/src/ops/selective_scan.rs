@@ -179,6 +179,7 @@ impl Tensor {
         options: &ScanOptions,
     ) -> Result<(Tensor, Tensor)> {
         expect_float("selective_scan", self)?;
+        crate::ops::expect_cpu("selective_scan", &[self, delta, a, b, c])?;
         let all = [
             Some(self),
             Some(delta),

@@ -83,6 +83,11 @@ struct SoftmaxBackward {
 
 impl Backward for SoftmaxBackward {
     fn backward(self: Box<Self>, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        if crate::ops::on_cuda(grad) {
+            return Ok(vec![Some(crate::cuda::softmax_backward(
+                grad, &self.y, self.dim, self.log,
+            )?)]);
+        }
         let (dims, log) = (split_at_dim(grad.shape(), self.dim), self.log);
         let dx = with_float!(grad.dtype(), "softmax backward", T => {
             let y = self.y.values::<T>()?;
@@ -107,11 +112,15 @@ impl Tensor {
         let op = if log { "log_softmax" } else { "softmax" };
         expect_float(op, self)?;
         let d = normalize_dim(op, dim, self.rank())?;
-        let out = with_float!(self.dtype(), op, T => {
-            let mut data = self.to_vec::<T>()?;
-            for_each_line(&mut data, &[], split_at_dim(self.shape(), d), |line, _| softmax_line(line, log));
-            Ok(tensor_from(data, self.shape()))
-        })?;
+        let out = if crate::ops::on_cuda(self) {
+            crate::cuda::softmax(self, d, log)?
+        } else {
+            with_float!(self.dtype(), op, T => {
+                let mut data = self.to_vec::<T>()?;
+                for_each_line(&mut data, &[], split_at_dim(self.shape(), d), |line, _| softmax_line(line, log));
+                Ok(tensor_from(data, self.shape()))
+            })?
+        };
         Ok(Tensor::from_op(out, &[self], |y| SoftmaxBackward {
             y: y.clone(),
             dim: d,

@@ -1,7 +1,9 @@
 //! Elementwise functions of one tensor: `y = f(x)`, backward `dx = dy * f'(x)`.
 
 use crate::autograd::Backward;
-use crate::ops::{expect_float, map_values, tensor_from, zip_values};
+use seg_kernels::cuda::UnaryKernel;
+
+use crate::ops::{expect_float, map_values, on_cuda, tensor_from, zip_values};
 use crate::{with_float, Float, Result, Tensor};
 
 /// An elementwise function with its derivative. Formulas follow PyTorch, including its conventions
@@ -102,6 +104,28 @@ impl Unary {
         }
     }
 
+    /// The CUDA kernel of this function and its parameters `(p, q)`.
+    fn kernel(self) -> (UnaryKernel, (f64, f64)) {
+        match self {
+            Unary::Neg => (UnaryKernel::Neg, (0.0, 0.0)),
+            Unary::Exp => (UnaryKernel::Exp, (0.0, 0.0)),
+            Unary::Log => (UnaryKernel::Log, (0.0, 0.0)),
+            Unary::Sqrt => (UnaryKernel::Sqrt, (0.0, 0.0)),
+            Unary::Abs => (UnaryKernel::Abs, (0.0, 0.0)),
+            Unary::Relu => (UnaryKernel::Relu, (0.0, 0.0)),
+            Unary::LeakyRelu { negative_slope } => (UnaryKernel::LeakyRelu, (negative_slope, 0.0)),
+            Unary::Gelu => (UnaryKernel::Gelu, (0.0, 0.0)),
+            Unary::GeluTanh => (UnaryKernel::GeluTanh, (0.0, 0.0)),
+            Unary::Silu => (UnaryKernel::Silu, (0.0, 0.0)),
+            Unary::Sigmoid => (UnaryKernel::Sigmoid, (0.0, 0.0)),
+            Unary::Softplus { beta, threshold } => (UnaryKernel::Softplus, (beta, threshold)),
+            Unary::Tanh => (UnaryKernel::Tanh, (0.0, 0.0)),
+            Unary::Clamp { min, max } => (UnaryKernel::Clamp, (min, max)),
+            Unary::Powf { exponent } => (UnaryKernel::Powf, (exponent, 0.0)),
+            Unary::Affine { scale, shift } => (UnaryKernel::Affine, (scale, shift)),
+        }
+    }
+
     /// `f'(x)`.
     pub fn derivative<T: Float>(self, x: T) -> T {
         let c = |v: f64| T::from_f64(v);
@@ -185,6 +209,10 @@ struct UnaryBackward {
 impl Backward for UnaryBackward {
     fn backward(self: Box<Self>, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
         let op = self.op;
+        if on_cuda(grad) {
+            let (kernel, params) = op.kernel();
+            return Ok(vec![Some(crate::cuda::unary_backward(grad, &self.x, kernel, params)?)]);
+        }
         let dx = with_float!(grad.dtype(), "unary backward", T => {
             let g = grad.values::<T>()?;
             let x = self.x.values::<T>()?;
@@ -198,9 +226,14 @@ impl Tensor {
     /// `op` applied elementwise, differentiable.
     pub fn unary(&self, op: Unary) -> Result<Tensor> {
         expect_float(op_name(op), self)?;
-        let out = with_float!(self.dtype(), op_name(op), T => {
-            Ok(tensor_from(map_values(&self.values::<T>()?, |x: T| op.apply(x)), self.shape()))
-        })?;
+        let out = if on_cuda(self) {
+            let (kernel, params) = op.kernel();
+            crate::cuda::unary(self, kernel, params)?
+        } else {
+            with_float!(self.dtype(), op_name(op), T => {
+                Ok(tensor_from(map_values(&self.values::<T>()?, |x: T| op.apply(x)), self.shape()))
+            })?
+        };
         Ok(Tensor::from_op(out, &[self], |_| UnaryBackward {
             op,
             x: self.detach(),

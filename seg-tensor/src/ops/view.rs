@@ -35,6 +35,11 @@ fn embed(grad: &Tensor, dim: usize, start: usize, size: usize) -> Result<Tensor>
     let len = shape[dim];
     shape[dim] = size;
     let inner: usize = shape[dim + 1..].iter().product();
+    if let crate::Device::Cuda(ordinal) = grad.device() {
+        let mut starts = vec![0; shape.len()];
+        starts[dim] = start;
+        return crate::cuda::assemble(ordinal, &shape, grad.dtype(), 0.0, &[(grad, starts)]);
+    }
     crate::with_float!(grad.dtype(), "narrow backward", T => {
         let g = grad.values::<T>()?;
         let mut out = vec![<T as num_traits::Zero>::zero(); numel(&shape)];
@@ -246,7 +251,11 @@ impl Tensor {
         if self.is_contiguous() {
             return Ok(self.clone());
         }
-        let out = crate::with_element!(self.dtype(), T => tensor_from(self.to_vec::<T>()?, self.shape()));
+        let out = if crate::ops::on_cuda(self) {
+            crate::cuda::contiguous(self)?
+        } else {
+            crate::with_element!(self.dtype(), T => tensor_from(self.to_vec::<T>()?, self.shape()))
+        };
         Ok(Tensor::from_op(out, &[self], |_| ViewBackward::Identity))
     }
 }

@@ -128,6 +128,7 @@ impl Tensor {
     ) -> Result<Tensor> {
         expect_float("window_attention", self)?;
         expect_same_kind("window_attention", self, bias.table)?;
+        crate::ops::expect_cpu("window_attention", &[self, bias.table])?;
         if let Some(m) = mask {
             expect_same_kind("window_attention", self, m)?;
         }

@@ -1,0 +1,562 @@
+//! CUDA ops against the CPU ops on random inputs (f32), views included, and gradients through a
+//! composed graph. Each GPU test first opens `Device::cuda(0)`; where that fails (no driver, no
+//! device, no libnvrtc) it prints `skipped: <reason>` and passes. The tests at the end need no GPU.
+
+use std::sync::{Mutex, MutexGuard};
+
+use seg_tensor::{DType, Device, Error, PadMode, Result, Tensor};
+
+/// CUDA device 0 and a lock that runs the GPU tests one at a time (the memory counts are per
+/// device), or `None` after printing why the test is skipped.
+fn gpu() -> Option<(Device, MutexGuard<'static, ()>)> {
+    static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+    match Device::cuda(0) {
+        Ok(device) => Some((device, ONE_AT_A_TIME.lock().unwrap_or_else(|p| p.into_inner()))),
+        Err(e) => {
+            eprintln!("skipped: {e}");
+            None
+        }
+    }
+}
+
+fn randn(shape: &[usize], seed: u64) -> Tensor {
+    Tensor::randn(shape, seed, DType::F32).unwrap()
+}
+
+/// Fails unless `gpu` (moved back) and `cpu` have one shape and dtype and agree within `tol`
+/// relative to the largest magnitude (NaN must match NaN).
+fn assert_close(what: &str, gpu: &Tensor, cpu: &Tensor, tol: f64) {
+    assert_eq!(gpu.shape(), cpu.shape(), "{what}: shape");
+    assert_eq!(gpu.dtype(), cpu.dtype(), "{what}: dtype");
+    assert!(
+        matches!(gpu.device(), Device::Cuda(_)),
+        "{what}: the result left the GPU"
+    );
+    let (g, c) = (gpu.to_vec_f64(), cpu.to_vec_f64());
+    let scale = c
+        .iter()
+        .fold(1.0f64, |m, x| if x.is_finite() { m.max(x.abs()) } else { m });
+    for (i, (a, b)) in g.iter().zip(&c).enumerate() {
+        let same = (a.is_nan() && b.is_nan()) || a == b || (a - b).abs() <= tol * scale;
+        assert!(same, "{what}: element {i}: cuda {a} vs cpu {b}");
+    }
+}
+
+/// `f` on CPU tensors and on their copies on `device`, compared.
+fn check(what: &str, device: Device, inputs: &[Tensor], tol: f64, f: impl Fn(&[Tensor]) -> Result<Tensor>) {
+    let cpu = f(inputs).unwrap();
+    let moved: Vec<Tensor> = inputs.iter().map(|t| t.to_device(device).unwrap()).collect();
+    let gpu = f(&moved).unwrap_or_else(|e| panic!("{what}: {e}"));
+    assert_close(what, &gpu, &cpu, tol);
+}
+
+#[test]
+fn to_device_round_trips_every_dtype() {
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
+    let x = randn(&[3, 5, 4], 1).mul_scalar(50.0).unwrap();
+    for dtype in [DType::F16, DType::BF16, DType::F32, DType::F64, DType::I64, DType::U8] {
+        let t = x.to_dtype(dtype).unwrap();
+        let back = t.to_device(dev).unwrap().to_device(Device::Cpu).unwrap();
+        assert_eq!(back.to_vec_f64(), t.to_vec_f64(), "{dtype:?}");
+        // A view (permuted and narrowed) moved, read back and made dense on the device.
+        let view = t.permute(&[2, 0, 1]).unwrap().narrow(1, 1, 2).unwrap();
+        let on = t
+            .to_device(dev)
+            .unwrap()
+            .permute(&[2, 0, 1])
+            .unwrap()
+            .narrow(1, 1, 2)
+            .unwrap();
+        assert_eq!(on.to_vec_f64(), view.to_vec_f64(), "{dtype:?} view");
+        assert_eq!(
+            on.contiguous().unwrap().to_vec_f64(),
+            view.to_vec_f64(),
+            "{dtype:?} contiguous"
+        );
+    }
+}
+
+#[test]
+fn casts_match_the_cpu() {
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
+    let x = randn(&[7, 9], 2)
+        .mul_scalar(300.0)
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap();
+    let dtypes = [DType::F16, DType::BF16, DType::F32, DType::F64, DType::I64, DType::U8];
+    for from in dtypes {
+        let src = x.to_dtype(from).unwrap();
+        for to in dtypes {
+            let cpu = src.to_dtype(to).unwrap();
+            let gpu = src.to_device(dev).unwrap().t().unwrap().to_dtype(to).unwrap();
+            assert_eq!(gpu.to_vec_f64(), cpu.t().unwrap().to_vec_f64(), "{from:?} -> {to:?}");
+        }
+    }
+}
+
+#[test]
+fn full_and_zeros_on_the_device() {
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
+    for dtype in [DType::F16, DType::BF16, DType::F32, DType::F64, DType::I64, DType::U8] {
+        let t = Tensor::full_on(&[4, 3], 2.5, dtype, dev).unwrap();
+        assert_eq!(t.device(), dev);
+        assert_eq!(t.to_vec_f64(), Tensor::full(&[4, 3], 2.5, dtype).to_vec_f64());
+    }
+}
+
+#[test]
+fn unary_ops_match_the_cpu() {
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
+    let x = randn(&[4, 6, 5], 3);
+    let positive = x.abs().unwrap().add_scalar(0.1).unwrap();
+    type Op = fn(&Tensor) -> Result<Tensor>;
+    let ops: [(&str, Op); 16] = [
+        ("neg", Tensor::neg),
+        ("exp", Tensor::exp),
+        ("abs", Tensor::abs),
+        ("relu", Tensor::relu),
+        ("gelu", Tensor::gelu),
+        ("gelu_tanh", Tensor::gelu_tanh),
+        ("silu", Tensor::silu),
+        ("sigmoid", Tensor::sigmoid),
+        ("softplus", Tensor::softplus),
+        ("tanh", Tensor::tanh),
+        ("leaky_relu", |t| t.leaky_relu(0.1)),
+        ("clamp", |t| t.clamp(-0.5, 0.7)),
+        ("affine", |t| t.affine(1.5, -2.0)),
+        ("log", |t| t.abs()?.add_scalar(0.1)?.log()),
+        ("sqrt", |t| t.abs()?.sqrt()),
+        ("powf", |t| t.abs()?.powf(1.7)),
+    ];
+    for (name, op) in ops {
+        // On a permuted view too: kernels read through strides.
+        check(name, dev, std::slice::from_ref(&x), 1e-5, |t| op(&t[0]));
+        check(name, dev, std::slice::from_ref(&x), 1e-5, |t| {
+            op(&t[0].permute(&[2, 0, 1])?)
+        });
+        // The derivative, through backward.
+        let grad_of = |t: &Tensor| -> Result<Tensor> {
+            let leaf = t.requires_grad();
+            let g = op(&leaf)?.mul(&leaf)?.sum_all()?.backward()?;
+            Ok(g.get(&leaf).unwrap().clone())
+        };
+        check(
+            &format!("{name} backward"),
+            dev,
+            std::slice::from_ref(&positive),
+            1e-4,
+            |t| grad_of(&t[0]),
+        );
+    }
+}
+
+#[test]
+fn binary_ops_broadcast_and_differentiate() {
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
+    let a = randn(&[3, 1, 5], 4);
+    let b = randn(&[4, 1], 5).abs().unwrap().add_scalar(0.5).unwrap();
+    type Op = fn(&Tensor, &Tensor) -> Result<Tensor>;
+    let ops: [(&str, Op); 7] = [
+        ("add", Tensor::add),
+        ("sub", Tensor::sub),
+        ("mul", Tensor::mul),
+        ("div", Tensor::div),
+        ("maximum", Tensor::maximum),
+        ("minimum", Tensor::minimum),
+        ("pow", |a, b| a.abs()?.pow(b)),
+    ];
+    for (name, op) in ops {
+        check(name, dev, &[a.clone(), b.clone()], 1e-5, |t| op(&t[0], &t[1]));
+        for side in 0..2 {
+            let grad_of = |t: &[Tensor]| -> Result<Tensor> {
+                let (x, y) = (t[0].requires_grad(), t[1].requires_grad());
+                let g = op(&x, &y)?.sum_all()?.backward()?;
+                Ok(g.get(if side == 0 { &x } else { &y }).unwrap().clone())
+            };
+            check(&format!("{name} d{side}"), dev, &[a.clone(), b.clone()], 1e-4, grad_of);
+        }
+    }
+}
+
+#[test]
+fn comparisons_and_where_match_the_cpu() {
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
+    let a = randn(&[5, 6], 6).round_to(1);
+    let b = randn(&[6], 7).round_to(1);
+    type Op = fn(&Tensor, &Tensor) -> Result<Tensor>;
+    let ops: [(&str, Op); 6] = [
+        ("eq", Tensor::eq),
+        ("ne", Tensor::ne),
+        ("lt", Tensor::lt),
+        ("le", Tensor::le),
+        ("gt", Tensor::gt),
+        ("ge", Tensor::ge),
+    ];
+    for (name, op) in ops {
+        check(name, dev, &[a.clone(), b.clone()], 0.0, |t| op(&t[0], &t[1]));
+    }
+    check("where", dev, &[a.clone(), b.clone()], 0.0, |t| {
+        t[0].gt(&t[1])?.where_(&t[0], &t[1])
+    });
+}
+
+trait RoundTo {
+    fn round_to(&self, decimals: i32) -> Tensor;
+}
+
+impl RoundTo for Tensor {
+    /// Values rounded to `decimals` places, so that comparisons meet ties.
+    fn round_to(&self, decimals: i32) -> Tensor {
+        let scale = 10f64.powi(decimals);
+        let v: Vec<f32> = self
+            .to_vec_f64()
+            .iter()
+            .map(|x| ((x * scale).round() / scale) as f32)
+            .collect();
+        Tensor::from_vec(v, self.shape()).unwrap()
+    }
+}
+
+#[test]
+fn reductions_match_the_cpu() {
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
+    let x = randn(&[3, 4, 300], 8);
+    for dims in [vec![], vec![0], vec![2], vec![0, 2], vec![1, 2]] {
+        for keepdim in [false, true] {
+            let d = format!("{dims:?} keepdim={keepdim}");
+            check(&format!("sum {d}"), dev, std::slice::from_ref(&x), 1e-5, |t| {
+                t[0].sum(&dims, keepdim)
+            });
+            check(&format!("mean {d}"), dev, std::slice::from_ref(&x), 1e-5, |t| {
+                t[0].mean(&dims, keepdim)
+            });
+            check(&format!("var {d}"), dev, std::slice::from_ref(&x), 1e-5, |t| {
+                t[0].var(&dims, 1, keepdim)
+            });
+            check(&format!("logsumexp {d}"), dev, std::slice::from_ref(&x), 1e-5, |t| {
+                t[0].logsumexp(&dims, keepdim)
+            });
+        }
+    }
+    for dim in [0, 1, 2, -1] {
+        check("max", dev, std::slice::from_ref(&x), 0.0, |t| {
+            Ok(t[0].max_dim(dim, false)?.0)
+        });
+        check("min", dev, std::slice::from_ref(&x), 0.0, |t| {
+            Ok(t[0].min_dim(dim, true)?.0)
+        });
+        check("argmax", dev, std::slice::from_ref(&x), 0.0, |t| {
+            t[0].argmax(dim, false)
+        });
+        check("argmin", dev, std::slice::from_ref(&x), 0.0, |t| {
+            t[0].argmin(dim, false)
+        });
+    }
+    // Ties go to the first index; integer dtypes too.
+    let ints = randn(&[6, 50], 9)
+        .mul_scalar(2.0)
+        .unwrap()
+        .to_dtype(DType::I64)
+        .unwrap();
+    check("argmax i64", dev, std::slice::from_ref(&ints), 0.0, |t| {
+        t[0].argmax(1, false)
+    });
+    check("max i64", dev, &[ints], 0.0, |t| Ok(t[0].max_dim(0, false)?.0));
+    // Through a transposed view.
+    check("sum of a view", dev, std::slice::from_ref(&x), 1e-5, |t| {
+        t[0].permute(&[2, 0, 1])?.sum(&[1], false)
+    });
+}
+
+#[test]
+fn softmax_and_log_softmax_with_gradients() {
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
+    let x = randn(&[2, 7, 3, 5], 10).mul_scalar(3.0).unwrap();
+    let w = randn(&[2, 7, 3, 5], 11);
+    for dim in [0, 1, 3] {
+        check("softmax", dev, std::slice::from_ref(&x), 1e-5, |t| t[0].softmax(dim));
+        check("log_softmax", dev, std::slice::from_ref(&x), 1e-5, |t| {
+            t[0].log_softmax(dim)
+        });
+        for log in [false, true] {
+            let grad_of = |t: &[Tensor]| -> Result<Tensor> {
+                let leaf = t[0].requires_grad();
+                let y = if log {
+                    leaf.log_softmax(dim)?
+                } else {
+                    leaf.softmax(dim)?
+                };
+                let g = y.mul(&t[1])?.sum_all()?.backward()?;
+                Ok(g.get(&leaf).unwrap().clone())
+            };
+            check(
+                &format!("softmax backward log={log}"),
+                dev,
+                &[x.clone(), w.clone()],
+                1e-4,
+                grad_of,
+            );
+        }
+    }
+}
+
+#[test]
+fn matmul_batched_broadcast_and_transposed() {
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
+    let a = randn(&[2, 3, 5, 7], 12);
+    let b = randn(&[3, 7, 4], 13);
+    check("matmul", dev, &[a.clone(), b.clone()], 1e-5, |t| t[0].matmul(&t[1]));
+    check(
+        "matmul 2d",
+        dev,
+        &[randn(&[9, 7], 14), randn(&[7, 11], 15)],
+        1e-5,
+        |t| t[0].matmul(&t[1]),
+    );
+    check(
+        "matmul transposed",
+        dev,
+        &[randn(&[7, 9], 16), randn(&[11, 7], 17)],
+        1e-5,
+        |t| t[0].t()?.matmul(&t[1].t()?),
+    );
+    check(
+        "matmul vector",
+        dev,
+        &[randn(&[5, 7], 18), randn(&[7], 19)],
+        1e-5,
+        |t| t[0].matmul(&t[1]),
+    );
+    check(
+        "linear",
+        dev,
+        &[randn(&[4, 6, 7], 20), randn(&[3, 7], 21), randn(&[3], 22)],
+        1e-5,
+        |t| t[0].linear(&t[1], Some(&t[2])),
+    );
+}
+
+#[test]
+fn norms_forward_and_backward() {
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
+    let x = randn(&[2, 6, 4, 5], 23)
+        .mul_scalar(2.0)
+        .unwrap()
+        .add_scalar(1.0)
+        .unwrap();
+    let (w, b) = (randn(&[6], 24), randn(&[6], 25));
+    let up = randn(&[2, 6, 4, 5], 26);
+    type Norm = fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor>;
+    let norms: [(&str, Norm); 4] = [
+        ("instance_norm", |x, w, b| x.instance_norm(Some(w), Some(b), 1e-5)),
+        ("group_norm", |x, w, b| x.group_norm(3, Some(w), Some(b), 1e-5)),
+        ("layer_norm", |x, _, _| x.layer_norm(&[4, 5], None, None, 1e-5)),
+        ("batch_norm", |x, w, b| {
+            x.batch_norm(None, Some(w), Some(b), true, None, 1e-5)
+        }),
+    ];
+    for (name, norm) in norms {
+        let inputs = [x.clone(), w.clone(), b.clone(), up.clone()];
+        check(name, dev, &inputs, 1e-4, |t| norm(&t[0], &t[1], &t[2]));
+        for which in 0..3 {
+            let grad_of = |t: &[Tensor]| -> Result<Tensor> {
+                let leaves: Vec<Tensor> = t[..3].iter().map(Tensor::requires_grad).collect();
+                let g = norm(&leaves[0], &leaves[1], &leaves[2])?
+                    .mul(&t[3])?
+                    .sum_all()?
+                    .backward()?;
+                Ok(g.get(&leaves[which])
+                    .cloned()
+                    .unwrap_or_else(|| leaves[which].zeros_like()))
+            };
+            if name == "layer_norm" && which > 0 {
+                continue;
+            }
+            check(&format!("{name} grad {which}"), dev, &inputs, 1e-4, grad_of);
+        }
+    }
+}
+
+#[test]
+fn cat_pad_and_narrow_with_gradients() {
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
+    let (a, b) = (randn(&[2, 3, 4], 27), randn(&[2, 5, 4], 28));
+    check("cat", dev, &[a.clone(), b.clone()], 0.0, |t| {
+        Tensor::cat(&[&t[0], &t[1]], 1)
+    });
+    check("pad", dev, std::slice::from_ref(&a), 0.0, |t| {
+        t[0].pad(&[1, 2, -1, 3], PadMode::Constant, 0.5)
+    });
+    let up = randn(&[2, 8, 4], 29);
+    let grad_of = |t: &[Tensor]| -> Result<Tensor> {
+        let (x, y) = (t[0].requires_grad(), t[1].requires_grad());
+        let joined = Tensor::cat(&[&x.narrow(2, 1, 2)?.pad(&[1, 1], PadMode::Constant, 0.0)?, &y], 1)?;
+        let g = joined.mul(&t[2])?.sum_all()?.backward()?;
+        g.get(&x).unwrap().add(&g.get(&y).unwrap().narrow(1, 0, 3)?)
+    };
+    check("cat/pad/narrow backward", dev, &[a, b, up], 1e-6, grad_of);
+}
+
+#[test]
+fn gather_scatter_add_and_max_backward() {
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
+    let x = randn(&[4, 6, 5], 40);
+    let idx: Vec<i64> = (0..4 * 3 * 5).map(|i| (i * 7 % 6) as i64).collect();
+    let index = Tensor::from_vec(idx, &[4, 3, 5]).unwrap();
+    let src = randn(&[4, 3, 5], 41);
+    check("gather", dev, &[x.clone(), index.clone()], 0.0, |t| {
+        t[0].gather(1, &t[1])
+    });
+    check("gather of a view", dev, &[x.clone(), index.clone()], 0.0, |t| {
+        t[0].permute(&[0, 2, 1])?
+            .contiguous()?
+            .permute(&[0, 2, 1])?
+            .gather(1, &t[1])
+    });
+    check(
+        "scatter_add",
+        dev,
+        &[x.clone(), index.clone(), src.clone()],
+        1e-6,
+        |t| t[0].scatter_add(1, &t[1], &t[2]),
+    );
+    let grad_of = |t: &[Tensor]| -> Result<Tensor> {
+        let leaf = t[0].requires_grad();
+        let picked = leaf.gather(1, &t[1])?.mul(&t[2])?.sum_all()?;
+        let g = picked.add(&leaf.max_dim(2, false)?.0.sum_all()?)?.backward()?;
+        Ok(g.get(&leaf).unwrap().clone())
+    };
+    check(
+        "gather and max backward",
+        dev,
+        &[x.clone(), index.clone(), src],
+        1e-6,
+        grad_of,
+    );
+    let bad = Tensor::from_vec(vec![0i64, 6], &[1, 2, 1])
+        .unwrap()
+        .to_device(dev)
+        .unwrap();
+    let err = x.to_device(dev).unwrap().gather(1, &bad).unwrap_err();
+    assert!(err.to_string().contains("out of range"), "{err}");
+}
+
+#[test]
+fn one_hot_matches_the_cpu() {
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
+    let labels = Tensor::from_vec(vec![0i64, 3, 1, 1, 2, 0], &[2, 3]).unwrap();
+    check("one_hot", dev, std::slice::from_ref(&labels), 0.0, |t| {
+        t[0].one_hot(None, DType::F32)
+    });
+    check("one_hot 5", dev, std::slice::from_ref(&labels), 0.0, |t| {
+        t[0].one_hot(Some(5), DType::F64)
+    });
+    let err = labels.to_device(dev).unwrap().one_hot(Some(3), DType::F32).unwrap_err();
+    assert!(err.to_string().contains("label 3 is outside 0..3"), "{err}");
+}
+
+#[test]
+fn gradient_through_a_composed_graph() {
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
+    let inputs = [
+        randn(&[4, 8], 30),
+        randn(&[6, 8], 31),
+        randn(&[6], 32),
+        randn(&[4, 6], 33),
+    ];
+    let grads = |t: &[Tensor]| -> Result<Tensor> {
+        let (x, w, b) = (t[0].requires_grad(), t[1].requires_grad(), t[2].requires_grad());
+        let h = x.linear(&w, Some(&b))?.gelu()?;
+        let p = h.log_softmax(1)?.mul(&t[3])?;
+        let loss = p
+            .sum(&[1], false)?
+            .mean_all()?
+            .add(&h.var(&[0], 1, false)?.sum_all()?)?;
+        let g = loss.backward()?;
+        // All three gradients in one tensor to compare at once.
+        Tensor::cat(
+            &[
+                &g.get(&x).unwrap().flatten(0, -1)?,
+                &g.get(&w).unwrap().flatten(0, -1)?,
+                &g.get(&b).unwrap().flatten(0, -1)?,
+            ],
+            0,
+        )
+    };
+    check("composed graph gradients", dev, &inputs, 1e-4, grads);
+}
+
+#[test]
+fn memory_is_counted_per_device() {
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
+    let before = seg_tensor::memory::device_live_bytes(dev);
+    let t = Tensor::zeros_on(&[1024], DType::F32, dev).unwrap();
+    assert_eq!(seg_tensor::memory::device_live_bytes(dev), before + 4096);
+    drop(t);
+    assert_eq!(seg_tensor::memory::device_live_bytes(dev), before);
+    let Device::Cuda(ordinal) = dev else { unreachable!() };
+    if let Some(pool) = seg_tensor::memory::cuda_pool_bytes(ordinal).unwrap() {
+        assert!(pool.reserved >= pool.used, "{pool:?}");
+    }
+}
+
+#[test]
+fn mixing_devices_is_an_error_naming_both() {
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
+    let a = randn(&[3], 34);
+    let b = a.to_device(dev).unwrap();
+    let err = a.add(&b).unwrap_err().to_string();
+    assert!(err.contains("cpu") && err.contains("cuda:0"), "{err}");
+    let err = b.matmul(&a.reshape(&[3, 1]).unwrap()).unwrap_err().to_string();
+    assert!(err.contains("cpu") && err.contains("cuda:0"), "{err}");
+}
+
+#[test]
+fn ops_without_a_cuda_path_say_so() {
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
+    let x = randn(&[1, 2, 4, 4, 4], 35).to_device(dev).unwrap();
+    let err = x.interpolate(&seg_tensor::InterpolateOptions::size(
+        &[8, 8, 8],
+        seg_tensor::InterpolateMode::Nearest,
+    ));
+    assert!(
+        matches!(err, Err(Error::Unsupported { op: "interpolate", .. })),
+        "{err:?}"
+    );
+}
+
+// ----- without a GPU -----
+
+#[test]
+fn opening_a_cuda_device_fails_politely_without_one() {
+    // Where a GPU is present this opens it; elsewhere the error names what is missing. Never a panic.
+    match Device::cuda(0) {
+        Ok(dev) => assert_eq!(dev, Device::Cuda(0)),
+        Err(Error::Cuda(e)) => eprintln!("no CUDA here, as expected: {e}"),
+        Err(other) => panic!("unexpected error: {other}"),
+    }
+    // An ordinal no machine has.
+    assert!(Device::cuda(1 << 20).is_err());
+    let x = randn(&[2, 2], 36);
+    assert!(x.to_device(Device::Cuda(1 << 20)).is_err());
+    assert!(Tensor::zeros_on(&[2], DType::F32, Device::Cuda(1 << 20)).is_err());
+}
+
+#[test]
+fn device_errors_name_both_devices() {
+    let err = Error::DeviceMismatch {
+        op: "add",
+        lhs: Device::Cpu,
+        rhs: Device::Cuda(1),
+    };
+    assert_eq!(
+        err.to_string(),
+        "add: operands on cpu and cuda:1; move them to one device with to_device"
+    );
+    let err = Error::Unsupported {
+        op: "conv",
+        device: Device::Cuda(0),
+    };
+    assert!(err.to_string().starts_with("conv: not implemented on cuda:0"));
+}
