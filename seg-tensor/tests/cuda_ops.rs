@@ -4,7 +4,7 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use seg_tensor::{DType, Device, Error, PadMode, Result, Tensor};
+use seg_tensor::{ConvOptions, ConvPadding, ConvTransposeOptions, DType, Device, Error, PadMode, Result, Tensor};
 
 /// CUDA device 0 and a lock that runs the GPU tests one at a time (the memory counts are per
 /// device), or `None` after printing why the test is skipped.
@@ -334,6 +334,89 @@ fn matmul_batched_broadcast_and_transposed() {
         &[randn(&[4, 6, 7], 20), randn(&[3, 7], 21), randn(&[3], 22)],
         1e-5,
         |t| t[0].linear(&t[1], Some(&t[2])),
+    );
+}
+
+#[test]
+fn convolutions_and_transposed_convolutions_match_the_cpu_with_gradients() {
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
+    let opts = |stride: usize, padding: usize, dilation: usize, groups: usize| ConvOptions {
+        stride: vec![stride],
+        padding: ConvPadding::Explicit(vec![padding]),
+        dilation: vec![dilation],
+        groups,
+    };
+    let cases = [
+        ("conv3d 3x3x3", [2, 4, 7, 6, 5], [6, 4, 3, 3, 3], opts(1, 1, 1, 1)),
+        (
+            "conv3d stride 2, groups 2",
+            [1, 4, 9, 8, 7],
+            [6, 2, 3, 3, 3],
+            opts(2, 1, 1, 2),
+        ),
+        (
+            "conv3d dilated, unpadded",
+            [1, 3, 9, 9, 9],
+            [5, 3, 3, 3, 3],
+            opts(1, 0, 2, 1),
+        ),
+        ("conv3d 1x1x1", [2, 5, 4, 4, 4], [7, 5, 1, 1, 1], opts(1, 0, 1, 1)),
+    ];
+    for (seed, (what, x, w, o)) in cases.into_iter().enumerate() {
+        let seed = 100 + 3 * seed as u64;
+        let inputs = [randn(&x, seed), randn(&w, seed + 1), randn(&w[..1], seed + 2)];
+        check(what, dev, &inputs, 1e-4, |t| t[0].conv(&t[1], Some(&t[2]), &o));
+        // The gradient in input `i`, from `sum(conv * tanh(conv))` (a non-constant upstream gradient).
+        for (i, name) in ["input", "weight", "bias"].into_iter().enumerate() {
+            let grad_of = |t: &[Tensor]| -> Result<Tensor> {
+                let leaves: Vec<Tensor> = t.iter().map(Tensor::requires_grad).collect();
+                let y = leaves[0].conv(&leaves[1], Some(&leaves[2]), &o)?;
+                let g = y.mul(&y.tanh()?)?.sum_all()?.backward()?;
+                Ok(g.get(&leaves[i]).unwrap().clone())
+            };
+            check(&format!("{what}: {name} gradient"), dev, &inputs, 1e-3, grad_of);
+        }
+    }
+    let up = ConvTransposeOptions {
+        stride: vec![2],
+        padding: vec![1],
+        output_padding: vec![1],
+        dilation: vec![1],
+        groups: 2,
+    };
+    let inputs = [
+        randn(&[2, 4, 3, 4, 5], 120),
+        randn(&[4, 3, 3, 3, 3], 121),
+        randn(&[6], 122),
+    ];
+    check("conv_transpose3d", dev, &inputs, 1e-4, |t| {
+        t[0].conv_transpose(&t[1], Some(&t[2]), &up)
+    });
+    for (i, name) in ["input", "weight", "bias"].into_iter().enumerate() {
+        let grad_of = |t: &[Tensor]| -> Result<Tensor> {
+            let leaves: Vec<Tensor> = t.iter().map(Tensor::requires_grad).collect();
+            let y = leaves[0].conv_transpose(&leaves[1], Some(&leaves[2]), &up)?;
+            let g = y.mul(&y.tanh()?)?.sum_all()?.backward()?;
+            Ok(g.get(&leaves[i]).unwrap().clone())
+        };
+        check(
+            &format!("conv_transpose3d: {name} gradient"),
+            dev,
+            &inputs,
+            1e-3,
+            grad_of,
+        );
+    }
+    let same = ConvOptions {
+        padding: ConvPadding::Same,
+        ..ConvOptions::default()
+    };
+    check(
+        "conv2d padding same, even kernel",
+        dev,
+        &[randn(&[2, 3, 8, 7], 130), randn(&[4, 3, 2, 4], 131)],
+        1e-4,
+        |t| t[0].conv(&t[1], None, &same),
     );
 }
 

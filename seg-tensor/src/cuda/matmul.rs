@@ -2,18 +2,9 @@
 
 use seg_kernels::cuda as k;
 
-use super::{contiguous, on_gpu, tensor};
+use super::{dense, on_gpu, tensor};
 use crate::layout::numel;
 use crate::{with_float, Result, Tensor};
-
-/// `t` itself when its elements are dense from the start of its buffer, else a dense copy.
-fn dense(t: &Tensor) -> Result<Tensor> {
-    if t.is_contiguous() && t.layout().offset() == 0 {
-        Ok(t.clone())
-    } else {
-        contiguous(t)
-    }
-}
 
 /// The operand's matrices as one dense buffer and the element stride between them: its own when its
 /// batch axes are already `batch`, stride 0 when it has a single matrix (broadcast by cuBLAS), else

@@ -2,6 +2,7 @@
 //! live on a CUDA device. Functions take and return tensors; the kernels are seg-kernels' launchers
 //! over device buffers, reading operands through their views (no copy to make them dense first).
 
+mod conv;
 mod elementwise;
 mod index;
 mod matmul;
@@ -11,6 +12,7 @@ mod reduce;
 use std::borrow::Cow;
 use std::sync::Arc;
 
+pub(crate) use conv::{conv_backward_data, conv_backward_weight, conv_forward};
 pub(crate) use elementwise::{binary, binary_backward, compare, select, unary, unary_backward};
 pub(crate) use index::{gather, scatter_add};
 pub(crate) use matmul::batched_matmul;
@@ -78,6 +80,15 @@ pub(crate) fn upload(t: &Tensor, ordinal: usize) -> Result<Tensor> {
         let data = gpu.upload::<T>(&t.values::<T>()?)?;
         Ok(tensor(&gpu, data, t.shape()))
     })
+}
+
+/// `t` itself when its elements are dense from the start of its buffer, else a dense copy.
+fn dense(t: &Tensor) -> Result<Tensor> {
+    if t.is_contiguous() && t.layout().offset() == 0 {
+        Ok(t.clone())
+    } else {
+        contiguous(t)
+    }
 }
 
 /// A dense copy of a CUDA view.

@@ -67,7 +67,35 @@ struct ConvBackward {
 impl Backward for ConvBackward {
     fn backward(self: Box<Self>, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
         let g = &self.geometry;
-        let (dx, dw) = with_float!(grad.dtype(), "conv backward", T => {
+        let (dx, dw) = if crate::ops::on_cuda(grad) {
+            let dx = self.wants[0]
+                .then(|| crate::cuda::conv_backward_data(g, grad, &self.w, self.x.shape()))
+                .transpose()?;
+            let dw = self.wants[1]
+                .then(|| crate::cuda::conv_backward_weight(g, &self.x, grad, self.w.shape()))
+                .transpose()?;
+            (dx, dw)
+        } else {
+            self.cpu_grads(grad)?
+        };
+        let mut grads = vec![dx, dw];
+        if self.has_bias {
+            let dims: Vec<isize> = (0..grad.rank() as isize).filter(|&d| d != 1).collect();
+            grads.push(if self.wants[2] {
+                Some(grad.sum(&dims, false)?)
+            } else {
+                None
+            });
+        }
+        Ok(grads)
+    }
+}
+
+impl ConvBackward {
+    /// The input and weight gradients by the CPU kernels.
+    fn cpu_grads(&self, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = &self.geometry;
+        with_float!(grad.dtype(), "conv backward", T => {
             let dy = grad.values::<T>()?;
             let dx = if self.wants[0] {
                 let mut dx = vec![<T as seg_kernels::cpu::gemm::GemmElement>::ZERO; g.x_len()];
@@ -84,17 +112,7 @@ impl Backward for ConvBackward {
                 None
             };
             Ok((dx, dw))
-        })?;
-        let mut grads = vec![dx, dw];
-        if self.has_bias {
-            let dims: Vec<isize> = (0..grad.rank() as isize).filter(|&d| d != 1).collect();
-            grads.push(if self.wants[2] {
-                Some(grad.sum(&dims, false)?)
-            } else {
-                None
-            });
-        }
-        Ok(grads)
+        })
     }
 }
 
@@ -104,7 +122,10 @@ impl Tensor {
     pub fn conv(&self, weight: &Tensor, bias: Option<&Tensor>, opts: &ConvOptions) -> Result<Tensor> {
         expect_float("conv", self)?;
         expect_same_kind("conv", self, weight)?;
-        crate::ops::expect_cpu("conv", &[self, weight])?;
+        crate::ops::expect_same_device("conv", self, weight)?;
+        if let Some(b) = bias {
+            crate::ops::expect_same_device("conv", self, b)?;
+        }
         let rank = self.rank().saturating_sub(2);
         if !(1..=3).contains(&rank) {
             return Err(Error::ShapeMismatch {
@@ -169,12 +190,16 @@ impl Tensor {
         geometry.validate().map_err(|msg| Error::invalid("conv", msg))?;
         let mut shape = vec![geometry.batch, cout];
         shape.extend_from_slice(&geometry.output()[3 - rank..]);
-        let out = with_float!(x.dtype(), "conv", T => {
-            let mut y = vec![<T as seg_kernels::cpu::gemm::GemmElement>::ZERO; geometry.y_len()];
-            let b = bias.map(|b| b.values::<T>()).transpose()?;
-            conv_forward(&geometry, &x.values::<T>()?, &weight.values::<T>()?, b.as_deref(), &mut y);
-            Ok(tensor_from(y, &shape))
-        })?;
+        let out = if crate::ops::on_cuda(&x) {
+            crate::cuda::conv_forward(&geometry, &x, weight, bias, &shape)?
+        } else {
+            with_float!(x.dtype(), "conv", T => {
+                let mut y = vec![<T as seg_kernels::cpu::gemm::GemmElement>::ZERO; geometry.y_len()];
+                let b = bias.map(|b| b.values::<T>()).transpose()?;
+                conv_forward(&geometry, &x.values::<T>()?, &weight.values::<T>()?, b.as_deref(), &mut y);
+                Ok(tensor_from(y, &shape))
+            })?
+        };
         let mut inputs = vec![&x, weight];
         inputs.extend(bias);
         Ok(Tensor::from_op(out, &inputs, |_| ConvBackward {

@@ -50,7 +50,37 @@ struct ConvTransposeBackward {
 impl Backward for ConvTransposeBackward {
     fn backward(self: Box<Self>, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
         let g = &self.geometry;
-        let (dx, dw) = with_float!(grad.dtype(), "conv_transpose backward", T => {
+        // The adjoint of conv's input gradient: conv's forward in the input, conv's weight gradient
+        // with the roles of input and output gradient swapped.
+        let (dx, dw) = if crate::ops::on_cuda(grad) {
+            let dx = self.wants[0]
+                .then(|| crate::cuda::conv_forward(g, grad, &self.w, None, self.x.shape()))
+                .transpose()?;
+            let dw = self.wants[1]
+                .then(|| crate::cuda::conv_backward_weight(g, grad, &self.x, self.w.shape()))
+                .transpose()?;
+            (dx, dw)
+        } else {
+            self.cpu_grads(grad)?
+        };
+        let mut grads = vec![dx, dw];
+        if self.has_bias {
+            let dims: Vec<isize> = (0..grad.rank() as isize).filter(|&d| d != 1).collect();
+            grads.push(if self.wants[2] {
+                Some(grad.sum(&dims, false)?)
+            } else {
+                None
+            });
+        }
+        Ok(grads)
+    }
+}
+
+impl ConvTransposeBackward {
+    /// The input and weight gradients by the CPU kernels.
+    fn cpu_grads(&self, grad: &Tensor) -> Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = &self.geometry;
+        with_float!(grad.dtype(), "conv_transpose backward", T => {
             let dy = grad.values::<T>()?;
             let dx = if self.wants[0] {
                 let mut dx = vec![T::ZERO; g.y_len()];
@@ -67,17 +97,7 @@ impl Backward for ConvTransposeBackward {
                 None
             };
             Ok((dx, dw))
-        })?;
-        let mut grads = vec![dx, dw];
-        if self.has_bias {
-            let dims: Vec<isize> = (0..grad.rank() as isize).filter(|&d| d != 1).collect();
-            grads.push(if self.wants[2] {
-                Some(grad.sum(&dims, false)?)
-            } else {
-                None
-            });
-        }
-        Ok(grads)
+        })
     }
 }
 
@@ -93,7 +113,10 @@ impl Tensor {
     ) -> Result<Tensor> {
         expect_float("conv_transpose", self)?;
         expect_same_kind("conv_transpose", self, weight)?;
-        crate::ops::expect_cpu("conv_transpose", &[self, weight])?;
+        crate::ops::expect_same_device("conv_transpose", self, weight)?;
+        if let Some(b) = bias {
+            crate::ops::expect_same_device("conv_transpose", self, b)?;
+        }
         let rank = self.rank().saturating_sub(2);
         if !(1..=3).contains(&rank) {
             return Err(Error::ShapeMismatch {
@@ -170,14 +193,26 @@ impl Tensor {
         }
         let mut shape = vec![geometry.batch, cout];
         shape.extend_from_slice(&out);
-        let y = with_float!(self.dtype(), "conv_transpose", T => {
-            let mut y = vec![T::ZERO; geometry.x_len()];
-            conv_backward_data(&geometry, &self.values::<T>()?, &weight.values::<T>()?, &mut y);
-            if let Some(b) = bias {
-                add_channel_bias(&mut y, &b.values::<T>()?, geometry.input.iter().product());
+        let y = if crate::ops::on_cuda(self) {
+            let y = crate::cuda::conv_backward_data(&geometry, self, weight, &shape)?;
+            match bias {
+                Some(b) => {
+                    let mut channel = vec![1; shape.len()];
+                    channel[1] = cout;
+                    y.add(&b.detach().reshape(&channel)?)?
+                }
+                None => y,
             }
-            Ok(tensor_from(y, &shape))
-        })?;
+        } else {
+            with_float!(self.dtype(), "conv_transpose", T => {
+                let mut y = vec![T::ZERO; geometry.x_len()];
+                conv_backward_data(&geometry, &self.values::<T>()?, &weight.values::<T>()?, &mut y);
+                if let Some(b) = bias {
+                    add_channel_bias(&mut y, &b.values::<T>()?, geometry.input.iter().product());
+                }
+                Ok(tensor_from(y, &shape))
+            })?
+        };
         let mut inputs = vec![self, weight];
         inputs.extend(bias);
         Ok(Tensor::from_op(y, &inputs, |_| ConvTransposeBackward {
