@@ -16,24 +16,32 @@ fn nan_and_inf_in_prediction_or_target_are_errors_naming_the_loss() {
         .unwrap()
         .to_dtype(DType::F32)
         .unwrap();
-    let with = |t: &Tensor, at: usize, v: f32| {
-        let mut values = t.to_vec::<f32>().unwrap();
-        values[at] = v;
-        Tensor::from_vec(values, &shape).unwrap()
-    };
     for (name, forward) in losses() {
         let loss = forward(&x, &y).unwrap_or_else(|e| panic!("{name} on finite inputs: {e}"));
         assert!(loss.to_vec_f64().iter().all(|v| v.is_finite()), "{name}");
-        for (bad, at) in [(f32::NAN, 0), (f32::INFINITY, 37), (f32::NEG_INFINITY, 143)] {
-            for (what, x, y) in [
-                ("prediction", with(&x, at, bad), y.clone()),
-                ("target", x.clone(), with(&y, at, bad)),
-            ] {
-                let msg = forward(&x, &y).expect_err(name).to_string();
-                assert!(msg.contains(name), "{name}: {msg}");
-                assert!(msg.contains(&format!("finite {what}")), "{name}: {msg}");
-                assert!(msg.contains(&format!("flat index {at}")), "{name}: {msg}");
-            }
+        assert_non_finite_named(name, &forward, &x, &y, [0, 37, 143]);
+    }
+}
+
+/// `t` with `v` at flat index `at`.
+fn with(t: &Tensor, at: usize, v: f32) -> Tensor {
+    let mut values = t.to_vec::<f32>().unwrap();
+    values[at] = v;
+    Tensor::from_vec(values, t.shape()).unwrap()
+}
+
+/// A NaN, an infinity and a negative infinity, put at the flat indices `at` of the prediction and then
+/// of the target, each give an error naming the loss, the tensor and the index.
+fn assert_non_finite_named(name: &str, forward: &Forward, x: &Tensor, y: &Tensor, at: [usize; 3]) {
+    for (bad, at) in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY].into_iter().zip(at) {
+        for (what, x, y) in [
+            ("prediction", with(x, at, bad), y.clone()),
+            ("target", x.clone(), with(y, at, bad)),
+        ] {
+            let msg = forward(&x, &y).expect_err(name).to_string();
+            assert!(msg.contains(name), "{name}: {msg}");
+            assert!(msg.contains(&format!("finite {what}")), "{name}: {msg}");
+            assert!(msg.contains(&format!("flat index {at}")), "{name}: {msg}");
         }
     }
 }
@@ -71,24 +79,9 @@ fn nan_and_inf_are_errors_on_the_fused_label_path() {
     ];
     let x = Tensor::randn(&[2, 3, 6, 7], 0, DType::F32).unwrap();
     let y = Tensor::zeros(&[2, 1, 6, 7], DType::F32);
-    let with = |t: &Tensor, at: usize, v: f32| {
-        let mut values = t.to_vec::<f32>().unwrap();
-        values[at] = v;
-        Tensor::from_vec(values, t.shape()).unwrap()
-    };
     for (name, forward) in fused {
         assert!(forward(&x, &y).unwrap().item().unwrap().is_finite(), "{name}");
-        for (bad, at) in [(f32::NAN, 0), (f32::INFINITY, 37), (f32::NEG_INFINITY, 83)] {
-            for (what, x, y) in [
-                ("prediction", with(&x, at, bad), y.clone()),
-                ("target", x.clone(), with(&y, at, bad)),
-            ] {
-                let msg = forward(&x, &y).expect_err(name).to_string();
-                assert!(msg.contains(name), "{name}: {msg}");
-                assert!(msg.contains(&format!("finite {what}")), "{name}: {msg}");
-                assert!(msg.contains(&format!("flat index {at}")), "{name}: {msg}");
-            }
-        }
+        assert_non_finite_named(name, &forward, &x, &y, [0, 37, 83]);
     }
 }
 

@@ -56,6 +56,23 @@ pub(super) fn three(values: &[usize], fill: usize) -> [usize; 3] {
     out
 }
 
+/// The gradients of a convolution's inputs `[dx, dw]`, and when it had a bias (`has_bias`) the bias'
+/// gradient: `grad` summed over every axis but the channels (when `wants_bias`).
+pub(super) fn with_bias_grad(
+    dx: Option<Tensor>,
+    dw: Option<Tensor>,
+    grad: &Tensor,
+    has_bias: bool,
+    wants_bias: bool,
+) -> Result<Vec<Option<Tensor>>> {
+    let mut grads = vec![dx, dw];
+    if has_bias {
+        let dims: Vec<isize> = (0..grad.rank() as isize).filter(|&d| d != 1).collect();
+        grads.push(wants_bias.then(|| grad.sum(&dims, false)).transpose()?);
+    }
+    Ok(grads)
+}
+
 struct ConvBackward {
     geometry: ConvGeometry,
     x: Tensor,
@@ -78,16 +95,7 @@ impl Backward for ConvBackward {
         } else {
             self.cpu_grads(grad)?
         };
-        let mut grads = vec![dx, dw];
-        if self.has_bias {
-            let dims: Vec<isize> = (0..grad.rank() as isize).filter(|&d| d != 1).collect();
-            grads.push(if self.wants[2] {
-                Some(grad.sum(&dims, false)?)
-            } else {
-                None
-            });
-        }
-        Ok(grads)
+        with_bias_grad(dx, dw, grad, self.has_bias, self.wants[2])
     }
 }
 

@@ -11,7 +11,7 @@ use seg_kernels::cpu::conv::{add_channel_bias, conv_backward_data, conv_backward
 use seg_kernels::cpu::gemm::GemmElement;
 
 use crate::autograd::Backward;
-use crate::ops::conv::{per_axis, three};
+use crate::ops::conv::{per_axis, three, with_bias_grad};
 use crate::ops::{expect_float, expect_same_kind, tensor_from};
 use crate::{with_float, Error, Result, Tensor};
 
@@ -63,16 +63,7 @@ impl Backward for ConvTransposeBackward {
         } else {
             self.cpu_grads(grad)?
         };
-        let mut grads = vec![dx, dw];
-        if self.has_bias {
-            let dims: Vec<isize> = (0..grad.rank() as isize).filter(|&d| d != 1).collect();
-            grads.push(if self.wants[2] {
-                Some(grad.sum(&dims, false)?)
-            } else {
-                None
-            });
-        }
-        Ok(grads)
+        with_bias_grad(dx, dw, grad, self.has_bias, self.wants[2])
     }
 }
 
