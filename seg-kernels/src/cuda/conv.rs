@@ -11,7 +11,9 @@
 
 use cudarc::driver::{CudaView, CudaViewMut, DeviceRepr, LaunchConfig, PushKernelArg};
 
-use super::launch::{check_grid, check_len, grid_stride, launch_args, to_i32, typed_function, StorageFloat};
+use super::launch::{
+    arg_or_null, check_grid, check_len, grid_stride, launch_args, to_i32, typed_function, StorageFloat,
+};
 use super::{CudaError, Gpu, CONV};
 use crate::cpu::conv::ConvGeometry;
 
@@ -173,10 +175,7 @@ pub fn conv_forward<T: StorageFloat>(
     let null = 0u64;
     let mut args = gpu.stream().launch_builder(&f);
     args.arg(&p).arg(x).arg(w);
-    match bias {
-        Some(b) => args.arg(b),
-        None => args.arg(&null),
-    };
+    arg_or_null(&mut args, bias, &null);
     args.arg(y);
     // SAFETY: (params, x, w, bias or null, y) as conv_forward_<T> takes them; the sizes were checked
     // against the geometry above.

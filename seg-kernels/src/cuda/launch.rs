@@ -2,7 +2,7 @@
 //! attention and scan kernels their storage types, argument checks (made before any CUDA call) and
 //! launch.
 
-use cudarc::driver::{CudaFunction, DeviceRepr, DriverError, LaunchArgs, LaunchConfig, ValidAsZeroBits};
+use cudarc::driver::{CudaFunction, DeviceRepr, DriverError, LaunchArgs, LaunchConfig, PushKernelArg, ValidAsZeroBits};
 
 use super::{CudaError, Gpu, Source};
 
@@ -77,6 +77,18 @@ pub(crate) unsafe fn launch_args(name: &str, args: &mut LaunchArgs, config: Laun
     args.launch(config)
         .map(|_| ())
         .map_err(|e: DriverError| CudaError::call(&format!("launch {name}"), e))
+}
+
+/// Pushes `value`, or for an absent optional input the null device pointer `null` (the kernels test
+/// their optional pointers against 0).
+pub(crate) fn arg_or_null<'a, A>(args: &mut LaunchArgs<'a>, value: Option<A>, null: &'a u64)
+where
+    LaunchArgs<'a>: PushKernelArg<A> + PushKernelArg<&'a u64>,
+{
+    match value {
+        Some(v) => PushKernelArg::<A>::arg(args, v),
+        None => PushKernelArg::<&u64>::arg(args, null),
+    };
 }
 
 /// A grid-stride launch over `len` elements (256 threads a block, at most 65536 blocks).

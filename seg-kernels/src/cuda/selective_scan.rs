@@ -5,9 +5,9 @@
 //! `dD`, `ddelta_bias`) are f32. One warp per channel, a chunked warp-shuffle scan along the sequence;
 //! the backward recomputes the states (see the kernel source).
 
-use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, DeviceRepr, LaunchConfig, PushKernelArg};
+use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, DeviceRepr, LaunchArgs, LaunchConfig, PushKernelArg};
 
-use super::launch::{check_grid, check_len, launch_args, to_i32, typed_function, StorageFloat};
+use super::launch::{arg_or_null, check_grid, check_len, launch_args, to_i32, typed_function, StorageFloat};
 use super::{CudaError, Gpu, SELECTIVE_SCAN};
 use crate::cpu::selective_scan::ScanShape;
 
@@ -72,7 +72,20 @@ struct InputLens {
     delta_bias: Option<usize>,
 }
 
-impl<T> CudaScanInputs<'_, T> {
+impl<T: StorageFloat> CudaScanInputs<'_, T> {
+    /// Pushes the inputs in the kernels' order `(u, delta, A, B, C, D, z, delta_bias)`, absent ones as
+    /// `null`.
+    fn push<'a>(&'a self, args: &mut LaunchArgs<'a>, null: &'a u64) {
+        args.arg(&self.u)
+            .arg(&self.delta)
+            .arg(&self.a)
+            .arg(&self.b)
+            .arg(&self.c);
+        arg_or_null(args, self.d.as_ref(), null);
+        arg_or_null(args, self.z.as_ref(), null);
+        arg_or_null(args, self.delta_bias.as_ref(), null);
+    }
+
     fn lens(&self) -> InputLens {
         InputLens {
             u: self.u.len(),
@@ -187,19 +200,8 @@ pub fn scan_forward<T: StorageFloat>(
     let f = typed_function::<T>(gpu, &SELECTIVE_SCAN, "selective_scan_forward")?;
     let null = 0u64;
     let mut args = gpu.stream().launch_builder(&f);
-    args.arg(&p).arg(&x.u).arg(&x.delta).arg(&x.a).arg(&x.b).arg(&x.c);
-    match &x.d {
-        Some(d) => args.arg(d),
-        None => args.arg(&null),
-    };
-    match &x.z {
-        Some(z) => args.arg(z),
-        None => args.arg(&null),
-    };
-    match &x.delta_bias {
-        Some(v) => args.arg(v),
-        None => args.arg(&null),
-    };
+    args.arg(&p);
+    x.push(&mut args, &null);
     args.arg(y).arg(last_state);
     // SAFETY: the arguments are selective_scan_forward_<T>'s, in order, absent inputs null; every
     // size was checked against the shape.
@@ -240,38 +242,15 @@ pub fn scan_backward<T: StorageFloat>(
     let f = typed_function::<T>(gpu, &SELECTIVE_SCAN, "selective_scan_backward")?;
     let null = 0u64;
     let mut args = stream.launch_builder(&f);
-    args.arg(&p).arg(&x.u).arg(&x.delta).arg(&x.a).arg(&x.b).arg(&x.c);
-    match &x.d {
-        Some(d) => args.arg(d),
-        None => args.arg(&null),
-    };
-    match &x.z {
-        Some(z) => args.arg(z),
-        None => args.arg(&null),
-    };
-    match &x.delta_bias {
-        Some(v) => args.arg(v),
-        None => args.arg(&null),
-    };
+    args.arg(&p);
+    x.push(&mut args, &null);
     args.arg(gy);
-    match g_last {
-        Some(v) => args.arg(v),
-        None => args.arg(&null),
-    };
+    arg_or_null(&mut args, g_last, &null);
     args.arg(&mut starts).arg(&mut g.u).arg(&mut g.delta);
-    match &mut g.z {
-        Some(dz) => args.arg(dz),
-        None => args.arg(&null),
-    };
+    arg_or_null(&mut args, g.z.as_mut(), &null);
     args.arg(&mut g.a).arg(&mut g.b).arg(&mut g.c);
-    match &mut g.d {
-        Some(dd) => args.arg(dd),
-        None => args.arg(&null),
-    };
-    match &mut g.delta_bias {
-        Some(v) => args.arg(v),
-        None => args.arg(&null),
-    };
+    arg_or_null(&mut args, g.d.as_mut(), &null);
+    arg_or_null(&mut args, g.delta_bias.as_mut(), &null);
     // SAFETY: the arguments are selective_scan_backward_<T>'s, in order, absent ones null; every
     // input size was checked against the shape and every output allocated for it.
     unsafe { launch_args("selective_scan_backward", &mut args, cfg) }?;

@@ -6,7 +6,9 @@
 
 use cudarc::driver::{CudaSlice, CudaView, CudaViewMut, DeviceRepr, LaunchConfig, PushKernelArg};
 
-use super::launch::{check_grid, check_len, grid_stride, launch_args, to_i32, typed_function, StorageFloat};
+use super::launch::{
+    arg_or_null, check_grid, check_len, grid_stride, launch_args, to_i32, typed_function, StorageFloat,
+};
 use super::{CudaError, Gpu, WINDOW_ATTENTION};
 use crate::cpu::window_attention::WindowAttnShape;
 
@@ -223,10 +225,7 @@ pub fn window_attention_forward<T: StorageFloat>(
     let null = 0u64;
     let mut args = gpu.stream().launch_builder(&f);
     args.arg(&params).arg(&x.qkv).arg(&x.bias);
-    match &x.mask {
-        Some(m) => args.arg(m),
-        None => args.arg(&null),
-    };
+    arg_or_null(&mut args, x.mask.as_ref(), &null);
     args.arg(out).arg(lse);
     // SAFETY: (params, qkv, bias, mask or null, out, lse) as window_attention_forward_<T> takes them;
     // every size was checked against the shape.
@@ -279,19 +278,13 @@ pub fn window_attention_backward<T: StorageFloat>(
     let f = typed_function::<T>(gpu, &WINDOW_ATTENTION, "window_attention_backward_dq")?;
     let mut args = stream.launch_builder(&f);
     args.arg(&dq_params).arg(&x.qkv).arg(&x.bias);
-    match &x.mask {
-        Some(m) => args.arg(m),
-        None => args.arg(&null),
-    };
+    arg_or_null(&mut args, x.mask.as_ref(), &null);
     args.arg(lse)
         .arg(dout)
         .arg(&dvec)
         .arg(&mut grads.qkv)
         .arg(&mut grads.bias);
-    match &mut grads.mask {
-        Some(m) => args.arg(m),
-        None => args.arg(&null),
-    };
+    arg_or_null(&mut args, grads.mask.as_mut(), &null);
     // SAFETY: the arguments are window_attention_backward_dq_<T>'s in order, absent ones null; every
     // size was checked or allocated for the shape.
     unsafe { launch_args("window_attention_backward_dq", &mut args, dq_cfg) }?;
@@ -300,10 +293,7 @@ pub fn window_attention_backward<T: StorageFloat>(
     let f = typed_function::<T>(gpu, &WINDOW_ATTENTION, "window_attention_backward_dkv")?;
     let mut args = stream.launch_builder(&f);
     args.arg(&dkv_params).arg(&x.qkv).arg(&x.bias);
-    match &x.mask {
-        Some(m) => args.arg(m),
-        None => args.arg(&null),
-    };
+    arg_or_null(&mut args, x.mask.as_ref(), &null);
     args.arg(lse).arg(dout).arg(&dvec).arg(&mut grads.qkv);
     // SAFETY: the arguments are window_attention_backward_dkv_<T>'s in order, the mask null when
     // absent; every size was checked or allocated for the shape.
