@@ -68,3 +68,19 @@ void attn_bwd(const int* a_dq, const int* a_dkv, const float* qkv, const float* 
     launch({gx_dkv, gy}, {128}, [&] { window_attention_backward_dkv_f32(q, qkv, bias, mask, lse, dout, dvec, dqkv); });
 }
 }
+extern "C" {
+// The norm kernels in the launchers' order: moments (unless `given`), apply, then the backward.
+void norm_all(const long long* stats_raw, const long long* affine_raw, const float* x, const float* w, const float* b,
+              const float* dy, double eps, int given, double* mean, double* var, float* y, double* sg, double* sgx,
+              float* dx, float* dw, float* db, long long n) {
+    Rows stats, affine;
+    memcpy(&stats, stats_raw, sizeof(Rows));
+    memcpy(&affine, affine_raw, sizeof(Rows));
+    unsigned srows = (unsigned)std::min<long long>(stats.rows, 3), arows = (unsigned)std::min<long long>(affine.rows, 3);
+    if (!given) launch({srows}, {256}, [&] { norm_moments_f32(x, stats, mean, var); });
+    launch({2}, {256}, [&] { norm_apply_f32(x, stats, mean, var, eps, w, b, affine, y, n); });
+    if (!given) launch({srows}, {256}, [&] { norm_backward_sums_f32(x, dy, stats, mean, var, eps, w, affine, sg, sgx); });
+    launch({2}, {256}, [&] { norm_backward_input_f32(x, dy, stats, mean, var, eps, w, affine, sg, sgx, given, dx, n); });
+    launch({arows}, {256}, [&] { norm_affine_grads_f32(x, dy, stats, mean, var, eps, affine, dw, db); });
+}
+}

@@ -462,6 +462,35 @@ fn norms_forward_and_backward() {
 }
 
 #[test]
+fn layer_norm_affine_and_batch_norm_running_statistics() {
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
+    let inputs = [randn(&[3, 4, 7], 40), randn(&[7], 41), randn(&[7], 42)];
+    for which in 0..3 {
+        check(&format!("layer_norm affine grad {which}"), dev, &inputs, 1e-4, |t| {
+            let leaves: Vec<Tensor> = t.iter().map(Tensor::requires_grad).collect();
+            let y = leaves[0].layer_norm(&[7], Some(&leaves[1]), Some(&leaves[2]), 1e-5)?;
+            let g = y.mul(&y)?.sum_all()?.backward()?;
+            Ok(g.get(&leaves[which]).cloned().unwrap())
+        });
+    }
+    // Training updates the running statistics as the CPU does; eval then normalises with them.
+    let x = randn(&[4, 3, 5], 43).add_scalar(2.0).unwrap();
+    let run = |x: &Tensor, device: Device| -> (Tensor, Tensor, Tensor) {
+        let mut stats = seg_tensor::BatchNormStats::new(3, DType::F32);
+        stats.running_mean = stats.running_mean.to_device(device).unwrap();
+        stats.running_var = stats.running_var.to_device(device).unwrap();
+        x.batch_norm(Some(&mut stats), None, None, true, Some(0.1), 1e-5)
+            .unwrap();
+        let eval = x.batch_norm(Some(&mut stats), None, None, false, None, 1e-5).unwrap();
+        (eval, stats.running_mean, stats.running_var)
+    };
+    let (cpu, on) = (run(&x, Device::Cpu), run(&x.to_device(dev).unwrap(), dev));
+    assert_close("batch_norm eval", &on.0, &cpu.0, 1e-5);
+    assert_close("running_mean", &on.1, &cpu.1, 1e-6);
+    assert_close("running_var", &on.2, &cpu.2, 1e-6);
+}
+
+#[test]
 fn cat_pad_and_narrow_with_gradients() {
     let Some((dev, _one_at_a_time)) = gpu() else { return };
     let (a, b) = (randn(&[2, 3, 4], 27), randn(&[2, 5, 4], 28));

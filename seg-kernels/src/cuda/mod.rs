@@ -12,6 +12,7 @@ mod error;
 mod gpu;
 mod index;
 mod launch;
+pub mod norm;
 mod reduce;
 pub mod selective_scan;
 mod sources;
@@ -29,7 +30,7 @@ pub use gpu::{Gpu, PoolBytes};
 pub use index::{gather_along, scatter_add_along};
 pub use launch::StorageFloat;
 pub use reduce::{arg_rows, reduce_rows, softmax, softmax_backward, ReduceKernel};
-pub use sources::{Source, CONV, SELECTIVE_SCAN, SOURCES, WINDOW_ATTENTION};
+pub use sources::{Source, CONV, NORM, SELECTIVE_SCAN, SOURCES, WINDOW_ATTENTION};
 pub use strided::{CudaElement, CudaFloat, Strided, MAX_RANK};
 
 /// cudarc's buffer type, re-exported for the crates that hold device buffers.

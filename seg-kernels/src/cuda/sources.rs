@@ -34,4 +34,5 @@ sources! {
     INDEX = "index.cu",
     REDUCE = "reduce.cu",
     SOFTMAX = "softmax.cu",
+    NORM = "norm.cu",
 }

@@ -82,9 +82,10 @@ pub(crate) fn upload(t: &Tensor, ordinal: usize) -> Result<Tensor> {
     })
 }
 
-/// `t` itself when its elements are dense from the start of its buffer, else a dense copy.
+/// `t` itself when its elements are its whole buffer in row-major order, else a dense copy.
 fn dense(t: &Tensor) -> Result<Tensor> {
-    if t.is_contiguous() && t.layout().offset() == 0 {
+    let whole = t.storage().cuda().is_some_and(|b| b.data.len() == t.numel());
+    if whole && t.is_contiguous() && t.layout().offset() == 0 {
         Ok(t.clone())
     } else {
         contiguous(t)
