@@ -39,13 +39,32 @@ use crate::{Element, Result, Tensor};
 /// Below this many elements an elementwise loop runs on one thread.
 const PARALLEL_THRESHOLD: usize = 1 << 15;
 
+/// Elements per parallel task of an elementwise loop.
+const CHUNK: usize = 1 << 14;
+
+/// `out[i] = f(i-th chunk of inputs)` written chunk by chunk into a new vector of `len` elements, on
+/// rayon's threads for large inputs. `fill(chunk_index, out_chunk)` must write every element of its
+/// chunk; each chunk is a plain loop, so simple functions vectorise.
+fn fill_chunks<U: Element>(len: usize, fill: impl Fn(usize, &mut [std::mem::MaybeUninit<U>]) + Sync) -> Vec<U> {
+    let mut out = Vec::with_capacity(len);
+    let spare = &mut out.spare_capacity_mut()[..len];
+    if len < PARALLEL_THRESHOLD {
+        spare.chunks_mut(CHUNK).enumerate().for_each(|(i, o)| fill(i, o));
+    } else {
+        spare.par_chunks_mut(CHUNK).enumerate().for_each(|(i, o)| fill(i, o));
+    }
+    // SAFETY: the first `len` elements were written above (`fill` writes every element it gets).
+    unsafe { out.set_len(len) };
+    out
+}
+
 /// `f` applied to every element, on rayon's threads for large inputs.
 pub(crate) fn map_values<T: Element, U: Element>(xs: &[T], f: impl Fn(T) -> U + Sync) -> Vec<U> {
-    if xs.len() < PARALLEL_THRESHOLD {
-        xs.iter().map(|&x| f(x)).collect()
-    } else {
-        xs.par_iter().with_min_len(4096).map(|&x| f(x)).collect()
-    }
+    fill_chunks(xs.len(), |i, out| {
+        for (o, &x) in out.iter_mut().zip(&xs[i * CHUNK..]) {
+            o.write(f(x));
+        }
+    })
 }
 
 /// `f` applied to pairs of elements of two equally long slices.
@@ -54,16 +73,12 @@ pub(crate) fn zip_values<T: Element, U: Element, V: Element>(
     ys: &[U],
     f: impl Fn(T, U) -> V + Sync,
 ) -> Vec<V> {
-    debug_assert_eq!(xs.len(), ys.len());
-    if xs.len() < PARALLEL_THRESHOLD {
-        xs.iter().zip(ys).map(|(&x, &y)| f(x, y)).collect()
-    } else {
-        xs.par_iter()
-            .zip(ys)
-            .with_min_len(4096)
-            .map(|(&x, &y)| f(x, y))
-            .collect()
-    }
+    assert_eq!(xs.len(), ys.len(), "zip_values of unequal lengths");
+    fill_chunks(xs.len(), |i, out| {
+        for ((o, &x), &y) in out.iter_mut().zip(&xs[i * CHUNK..]).zip(&ys[i * CHUNK..]) {
+            o.write(f(x, y));
+        }
+    })
 }
 
 /// The elements of `t` broadcast to `shape`, in row-major order (borrowed when nothing moves).
