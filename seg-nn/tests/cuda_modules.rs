@@ -32,7 +32,13 @@ fn run<M: Module + Clone>(
     let x = x.to_device(device).unwrap().requires_grad();
     let y = forward(&m, &x).unwrap_or_else(|e| panic!("forward on {device:?}: {e}"));
     assert_eq!(y.device(), device, "the output stays on the device");
-    let g = y.mul(&up.to_device(device).unwrap()).unwrap().sum_all().unwrap().backward().unwrap();
+    let g = y
+        .mul(&up.to_device(device).unwrap())
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
     let mut all = vec![
         ("output".to_string(), y.to_vec_f64()),
         ("input".to_string(), g.get(&x).unwrap().to_vec_f64()),

@@ -655,7 +655,11 @@ fn values_and_gradients(
     let mut all = outs;
     for (i, leaf) in leaves[..tracked].iter().enumerate() {
         let grad = g.get(leaf).unwrap_or_else(|| panic!("no gradient for input {i}"));
-        assert_eq!(grad.dtype(), leaf.dtype(), "the gradient of input {i} has the input's dtype");
+        assert_eq!(
+            grad.dtype(),
+            leaf.dtype(),
+            "the gradient of input {i} has the input's dtype"
+        );
         all.push(grad.clone());
     }
     all.into_iter().map(|t| t.to_dtype(DType::F32).unwrap()).collect()
@@ -702,7 +706,8 @@ fn shift_mask(nw: usize, n: usize, seed: u64) -> Tensor {
 fn window_attention_matches_the_cpu_with_all_gradients() {
     let Some((dev, _one_at_a_time)) = gpu() else { return };
     // (window, tokens (clipped when below the window's), windows, heads, head_dim, mask windows)
-    let cases: [([usize; 3], usize, usize, usize, usize, Option<usize>); 6] = [
+    type Case = ([usize; 3], usize, usize, usize, usize, Option<usize>);
+    let cases: [Case; 6] = [
         ([2, 2, 2], 8, 3, 2, 4, None),
         ([2, 3, 2], 12, 4, 3, 8, Some(2)),
         ([3, 3, 3], 20, 2, 1, 16, Some(1)),
@@ -760,7 +765,10 @@ fn window_attention_errors_on_the_device_match_the_cpu() {
         assert_eq!(gpu, cpu);
     }
     let bad_index = vec![15; 36];
-    let (qkv, table) = (randn(&[4, 6, 12], 0).to_device(dev).unwrap(), table.to_device(dev).unwrap());
+    let (qkv, table) = (
+        randn(&[4, 6, 12], 0).to_device(dev).unwrap(),
+        table.to_device(dev).unwrap(),
+    );
     let bias = seg_tensor::RelativeBias {
         table: &table,
         index: &bad_index,
@@ -794,7 +802,11 @@ fn scan_inputs(shape: [usize; 5], present: [bool; 3], seed: u64) -> Vec<Tensor> 
     };
     let mut inputs = vec![
         randn(&[batch, dim, len], seed),
-        randn(&[batch, dim, len], seed + 1).abs().unwrap().mul_scalar(0.5).unwrap(),
+        randn(&[batch, dim, len], seed + 1)
+            .abs()
+            .unwrap()
+            .mul_scalar(0.5)
+            .unwrap(),
         randn(&[dim, state], seed + 2).abs().unwrap().neg().unwrap(),
         randn(&bc, seed + 3),
         randn(&bc, seed + 4),
@@ -825,7 +837,10 @@ fn selective_scan_matches_the_cpu_with_every_option_and_gradient() {
     for (k, (shape, present, softplus)) in cases.into_iter().enumerate() {
         let inputs = scan_inputs(shape, present, 700 + 10 * k as u64);
         let [batch, dim, len, state, _] = shape;
-        let up = [randn(&[batch, dim, len], 790 + k as u64), randn(&[batch, dim, state], 795 + k as u64)];
+        let up = [
+            randn(&[batch, dim, len], 790 + k as u64),
+            randn(&[batch, dim, state], 795 + k as u64),
+        ];
         let f = |t: &[Tensor]| -> Result<Vec<Tensor>> {
             let mut optional = t[5..].iter();
             let mut next = |on: bool| if on { optional.next() } else { None };
@@ -842,12 +857,39 @@ fn selective_scan_matches_the_cpu_with_every_option_and_gradient() {
         let what = format!("selective_scan {shape:?} D, z, delta_bias {present:?} softplus {softplus}");
         let n = inputs.len();
         compare_on_device(&what, dev, DType::F32, &inputs, n, &up, 1e-4, &f);
-        compare_on_device(&format!("{what}, y only"), dev, DType::F32, &inputs, n, &up, 1e-4, &y_only);
+        compare_on_device(
+            &format!("{what}, y only"),
+            dev,
+            DType::F32,
+            &inputs,
+            n,
+            &up,
+            1e-4,
+            &y_only,
+        );
         // bf16: each output alone (adding two bf16 gradients needs bf16 arithmetic on the device).
         let last_only = |t: &[Tensor]| -> Result<Vec<Tensor>> { Ok(vec![f(t)?.swap_remove(1)]) };
-        compare_on_device(&format!("{what}, y only"), dev, DType::BF16, &inputs, n, &up, 5e-2, &y_only);
+        compare_on_device(
+            &format!("{what}, y only"),
+            dev,
+            DType::BF16,
+            &inputs,
+            n,
+            &up,
+            5e-2,
+            &y_only,
+        );
         let last_up = [up[1].clone()];
-        compare_on_device(&format!("{what}, last state only"), dev, DType::BF16, &inputs, n, &last_up, 5e-2, &last_only);
+        compare_on_device(
+            &format!("{what}, last state only"),
+            dev,
+            DType::BF16,
+            &inputs,
+            n,
+            &last_up,
+            5e-2,
+            &last_only,
+        );
     }
 }
 
@@ -858,8 +900,11 @@ fn selective_scan_errors_on_the_device_match_the_cpu() {
     let (u, a, bc) = (randn(&[1, 4, 5], 1), randn(&[4, 2], 2), randn(&[1, 2, 5], 3));
     let grouped = randn(&[1, 3, 2, 5], 5);
     let bad_z = randn(&[1, 4, 4], 6);
-    let cases: [(&Tensor, &Tensor, Option<&Tensor>); 3] =
-        [(&randn(&[3, 2], 4), &bc, None), (&a, &grouped, None), (&a, &bc, Some(&bad_z))];
+    let cases: [(&Tensor, &Tensor, Option<&Tensor>); 3] = [
+        (&randn(&[3, 2], 4), &bc, None),
+        (&a, &grouped, None),
+        (&a, &bc, Some(&bad_z)),
+    ];
     for (a, bc, z) in cases {
         let run = |u: &Tensor, a: &Tensor, bc: &Tensor, z: Option<&Tensor>| {
             let options = seg_tensor::ScanOptions {
@@ -892,14 +937,19 @@ fn index_select_flip_and_reflect_pad_on_the_device_with_gradients() {
         t[0].index_select(1, &t[1])
     });
     check("flip", dev, std::slice::from_ref(&x), 0.0, |t| t[0].flip(&[0, 2]));
-    check("roll", dev, std::slice::from_ref(&x), 0.0, |t| t[0].roll(&[2, -1], &[1, 2]));
+    check("roll", dev, std::slice::from_ref(&x), 0.0, |t| {
+        t[0].roll(&[2, -1], &[1, 2])
+    });
     check("reflect pad", dev, std::slice::from_ref(&x), 0.0, |t| {
         t[0].pad(&[1, 2, 2, 1], PadMode::Reflect, 0.0)
     });
     let up = randn(&[3, 6, 4], 61);
     let grad_of = |t: &[Tensor]| -> Result<Tensor> {
         let leaf = t[0].requires_grad();
-        let y = leaf.index_select(1, &t[1])?.flip(&[2])?.pad(&[1, 1], PadMode::Replicate, 0.0)?;
+        let y = leaf
+            .index_select(1, &t[1])?
+            .flip(&[2])?
+            .pad(&[1, 1], PadMode::Replicate, 0.0)?;
         let g = y.narrow(2, 1, 4)?.mul(&t[2])?.sum_all()?.backward()?;
         Ok(g.get(&leaf).unwrap().clone())
     };

@@ -20,9 +20,9 @@ pub(crate) use index::{gather, scatter_add};
 pub(crate) use matmul::batched_matmul;
 pub(crate) use norm::{group_norm, layer_norm, BatchNorm};
 pub(crate) use reduce::{extreme, reduce, softmax, softmax_backward};
+use seg_kernels::cuda::{self as k, CudaSlice, CudaView, Gpu, Strided};
 pub(crate) use selective_scan::selective_scan;
 pub(crate) use window_attention::window_attention;
-use seg_kernels::cuda::{self as k, CudaSlice, CudaView, Gpu, Strided};
 
 use crate::layout::Layout;
 use crate::storage::{gpu, Storage};

@@ -38,7 +38,9 @@ enum Output {
 
 impl Saved {
     fn required(&self, i: usize) -> &Tensor {
-        self.inputs[i].as_ref().expect("u, delta, A, B and C are always present")
+        self.inputs[i]
+            .as_ref()
+            .expect("u, delta, A, B and C are always present")
     }
 
     fn optional<T: Element>(&self, i: usize) -> Result<Option<CudaView<'_, T>>> {
@@ -65,7 +67,13 @@ impl Saved {
         let (gpu, _) = on_gpu::<T>(self.required(0))?;
         let mut y = gpu.alloc::<T>(s.batch * s.dim * s.len)?;
         let mut last = gpu.alloc::<f32>(s.batch * s.dim * s.state)?;
-        scan_forward(gpu, s, &self.views::<T>()?, &mut y.slice_mut(..), &mut last.slice_mut(..))?;
+        scan_forward(
+            gpu,
+            s,
+            &self.views::<T>()?,
+            &mut y.slice_mut(..),
+            &mut last.slice_mut(..),
+        )?;
         Ok((
             tensor(gpu, y, &[s.batch, s.dim, s.len]),
             tensor(gpu, last, &[s.batch, s.dim, s.state]),
@@ -123,7 +131,11 @@ pub(crate) fn selective_scan(shape: ScanShape, inputs: [Option<&Tensor>; 8]) -> 
     let u = inputs[0].expect("u is always present");
     let prepared = |i: usize, t: &Tensor| -> Result<Tensor> {
         let t = t.detach();
-        dense(&if F32_INPUTS.contains(&i) { to_dtype(t, DType::F32)? } else { t })
+        dense(&if F32_INPUTS.contains(&i) {
+            to_dtype(t, DType::F32)?
+        } else {
+            t
+        })
     };
     let mut dense_inputs: [Option<Tensor>; 8] = Default::default();
     for (i, t) in inputs.iter().enumerate() {
