@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use seg::conformance::{run_dir, Outcome};
+use seg::conformance::{fixture_files, run_case_on, run_dir, Case, Outcome};
 
 /// The fixture ops implemented so far.
 const IMPLEMENTED: &[&str] = &[
@@ -117,6 +117,44 @@ fn every_case_of_an_implemented_op_passes() {
         );
     }
     assert!(checked >= 46, "{checked} cases checked");
+}
+
+/// The Swin and Mamba cases (kept and extra) on CUDA device 0, where one is present: inputs,
+/// parameters and upstream gradients moved there, so that these ops run their CUDA paths.
+#[test]
+fn swin_and_mamba_cases_pass_on_cuda() {
+    const ON_CUDA: &[&str] = &[
+        "window_attention",
+        "swin_basic_layer",
+        "patch_merging",
+        "selective_scan",
+        "mamba_block",
+        "mamba_layer",
+    ];
+    let device = match seg::Device::cuda(0) {
+        Ok(device) => device,
+        Err(e) => {
+            eprintln!("skipped: {e}");
+            return;
+        }
+    };
+    let mut checked = 0;
+    for dir in ["tests/fixtures", "tests/fixtures-extra"] {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(dir);
+        for path in fixture_files(&dir).expect("fixture directory is readable") {
+            let case = Case::load(&path).expect("the kept fixtures are readable");
+            if ON_CUDA.contains(&case.op.as_str()) {
+                let outcome = run_case_on(&case, device);
+                assert!(
+                    matches!(outcome, Outcome::Pass { .. }),
+                    "on cuda: {}: {outcome:?}",
+                    case.name
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 10, "{checked} cases checked on cuda");
 }
 
 #[test]

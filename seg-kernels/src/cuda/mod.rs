@@ -33,5 +33,5 @@ pub use reduce::{arg_rows, reduce_rows, softmax, softmax_backward, ReduceKernel}
 pub use sources::{Source, CONV, NORM, SELECTIVE_SCAN, SOURCES, WINDOW_ATTENTION};
 pub use strided::{CudaElement, CudaFloat, Strided, MAX_RANK};
 
-/// cudarc's buffer type, re-exported for the crates that hold device buffers.
-pub use cudarc::driver::CudaSlice;
+/// cudarc's buffer and view types, re-exported for the crates that hold device buffers.
+pub use cudarc::driver::{CudaSlice, CudaView};

@@ -34,7 +34,7 @@ use std::borrow::Cow;
 use rayon::prelude::*;
 
 use crate::layout::numel;
-use crate::{Element, Result, Tensor};
+use crate::{DType, Element, Result, Tensor};
 
 /// Below this many elements an elementwise loop runs on one thread.
 const PARALLEL_THRESHOLD: usize = 1 << 15;
@@ -116,6 +116,20 @@ pub(crate) fn expect_float(op: &'static str, t: &Tensor) -> Result<()> {
             expected: "f32 or f64",
             found: t.dtype(),
         })
+    }
+}
+
+/// Fails unless `t` holds a dtype that the op's fused kernels take: f32 or f64 on the CPU; f32, f16
+/// or bf16 on CUDA (stored so, computed in f32).
+pub(crate) fn expect_kernel_float(op: &'static str, t: &Tensor) -> Result<()> {
+    match (on_cuda(t), t.dtype()) {
+        (false, _) => expect_float(op, t),
+        (true, DType::F32 | DType::F16 | DType::BF16) => Ok(()),
+        (true, found) => Err(crate::Error::DType {
+            op,
+            expected: "f32, f16 or bf16 (on CUDA)",
+            found,
+        }),
     }
 }
 

@@ -122,8 +122,30 @@ impl Tensor {
         }))
     }
 
+    /// The remap of a CUDA tensor whose maps all read the input (no fill): one `index_select` per
+    /// axis that moves.
+    fn remap_cuda(&self, maps: Vec<AxisMap>) -> Result<Tensor> {
+        let mut out = self.clone();
+        for (d, map) in maps.into_iter().enumerate() {
+            if map.iter().enumerate().all(|(o, &i)| i == Some(o)) && map.len() == self.shape()[d] {
+                continue;
+            }
+            let index: Option<Vec<i64>> = map.into_iter().map(|i| i.map(|i| i as i64)).collect();
+            let index = index.ok_or(Error::Unsupported {
+                op: "pad/roll/flip (a fill other than constant padding)",
+                device: self.device(),
+            })?;
+            let len = index.len();
+            let index = Tensor::from_vec(index, &[len])?;
+            out = out.index_select(d as isize, &index.to_device(self.device())?)?;
+        }
+        Ok(out)
+    }
+
     fn remap(&self, maps: Vec<AxisMap>, fill: f64) -> Result<Tensor> {
-        crate::ops::expect_cpu("pad/roll/flip", &[self])?;
+        if crate::ops::on_cuda(self) {
+            return self.remap_cuda(maps);
+        }
         let shape: Vec<usize> = maps.iter().map(Vec::len).collect();
         let out =
             with_element!(self.dtype(), T => tensor_from(remap_values::<T>(self, &maps, T::from_f64(fill))?, &shape));
