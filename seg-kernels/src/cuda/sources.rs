@@ -34,4 +34,7 @@ sources! {
     INDEX = "index.cu",
     REDUCE = "reduce.cu",
     SOFTMAX = "softmax.cu",
+    POOL = "pool.cu",
+    INTERPOLATE = "interpolate.cu",
+    PAD = "pad.cu",
 }
