@@ -10,11 +10,7 @@ use super::{CudaElement, CudaError, CudaFloat, Gpu, Strided};
 /// The output's dense view (its shape: the maps' lengths) and the maps concatenated, -1 for `None`.
 fn maps_on_device(gpu: &Gpu, maps: &[Vec<Option<usize>>]) -> Result<(Strided, CudaSlice<i64>), CudaError> {
     let shape: Vec<usize> = maps.iter().map(Vec::len).collect();
-    let flat: Vec<i64> = maps
-        .iter()
-        .flatten()
-        .map(|m| m.map_or(-1, |i| i as i64))
-        .collect();
+    let flat: Vec<i64> = maps.iter().flatten().map(|m| m.map_or(-1, |i| i as i64)).collect();
     // An empty upload has no device buffer to point at: one unused entry instead.
     let flat = if flat.is_empty() { vec![-1] } else { flat };
     Ok((Strided::contiguous(&shape)?, gpu.upload(&flat)?))
