@@ -7,6 +7,6 @@ build=${TMPDIR:-/tmp}/seg-cuda-emulator
 mkdir -p "$build"
 python3 "$here/gen.py" "$here/.." "$build/kernels.inc"
 g++ -std=c++20 -O1 -shared -fPIC -I"$build" -I"$here" -o "$build/libemu.so" "$here/driver.cpp" -lpthread
-for t in conv scan attn; do
+for t in ${SEG_EMULATOR_TESTS:-conv scan attn pool}; do
     SEG_EMULATOR_LIB="$build/libemu.so" python3 "$here/test_$t.py"
 done
