@@ -1,5 +1,5 @@
 #!/bin/sh
-# Runs the kernels of cuda/ (f32 instantiations) on the CPU, one thread per CUDA thread, against
+# Runs the kernels of cuda/ on the CPU, one thread per CUDA thread, against
 # PyTorch in float64 (see README.md). Needs g++ (C++20), python3 with numpy and torch.
 set -e
 here=$(cd "$(dirname "$0")" && pwd)

@@ -1,6 +1,7 @@
 //! Resampling (`torch.nn.functional.interpolate`) over 1, 2 or 3 spatial axes, modes `nearest`,
 //! `linear`, `bilinear`, `trilinear` and `area`, with PyTorch's rules for sizes, scale factors and
-//! `align_corners`. The math and the kernels are in `seg_kernels::cpu::interpolate`.
+//! `align_corners`. The math and the kernels are in `seg_kernels::cpu::interpolate` (CUDA tensors:
+//! `cuda/interpolate.cu`, same source positions; `area` through adaptive average pooling).
 
 use seg_kernels::cpu::interpolate::{interpolate_backward, interpolate_forward, InterpGeometry, InterpMode};
 

@@ -1,6 +1,7 @@
 //! Padding, rolling and flipping, all as an *axis remap*: output position `o` on axis `d` reads input
 //! position `map[d][o]`, or the fill value where the map has none. The backward adds each output
-//! gradient into the input position it read (positions read twice, as in reflect padding, sum).
+//! gradient into the input position it read (positions read twice, as in reflect padding, sum). On
+//! CUDA the same maps drive `cuda/pad.cu` (constant padding there copies into a filled tensor).
 
 use crate::autograd::Backward;
 use crate::layout::{contiguous_strides, normalize_dims};

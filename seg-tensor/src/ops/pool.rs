@@ -1,6 +1,7 @@
 //! Pooling over 1, 2 or 3 spatial axes (`max_pool{1,2,3}d`, `avg_pool{1,2,3}d`,
 //! `adaptive_avg_pool{1,2,3}d`), with PyTorch's arguments and semantics. The math and the kernels are
-//! in `seg_kernels::cpu::pool`. Inputs are batched, `(N, C, spatial...)`.
+//! in `seg_kernels::cpu::pool` (CUDA tensors: `cuda/pool.cu`, same geometry). Inputs are batched,
+//! `(N, C, spatial...)`.
 
 use seg_kernels::cpu::pool::{
     adaptive_avg_pool_backward, adaptive_avg_pool_forward, avg_pool_backward, avg_pool_forward, max_pool_backward,
