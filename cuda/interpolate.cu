@@ -70,15 +70,23 @@ __device__ __forceinline__ Tap<T> source_tap(const InterpParams& p, int a, i64 o
     return t;
 }
 
-// l0 a + l1 b for a blending tap, else a.
+// Along the width: l0 row[i0] + l1 row[i1] for a blending tap, else row[i0].
 template <typename T>
-__device__ __forceinline__ T blend(const Tap<T>& t, T a, T b) {
-    return t.blend ? add_rn(mul_rn(t.l0, a), mul_rn(t.l1, b)) : a;
+__device__ __forceinline__ T along_width(const T* row, const Tap<T>& tw) {
+    return tw.blend ? add_rn(mul_rn(tw.l0, row[tw.i0]), mul_rn(tw.l1, row[tw.i1])) : row[tw.i0];
+}
+
+// Along the height (of rows resampled along the width) of a depth slice `width` wide.
+template <typename T>
+__device__ __forceinline__ T along_height(const T* slice, i64 width, const Tap<T>& th, const Tap<T>& tw) {
+    const T a = along_width(slice + th.i0 * width, tw);
+    return th.blend ? add_rn(mul_rn(th.l0, a), mul_rn(th.l1, along_width(slice + th.i1 * width, tw))) : a;
 }
 
 #define INTERPOLATE_FORWARD(s, T) \
     extern "C" __global__ void interpolate_forward_##s(InterpParams p, const T* x, T* y) { \
         const i64 in_len = p.in[0] * p.in[1] * p.in[2], out_len = p.out[0] * p.out[1] * p.out[2]; \
+        const i64 slice = p.in[1] * p.in[2]; \
         GRID_STRIDE_LOOP(i, p.planes * out_len) { \
             i64 r = i; \
             const i64 ow = r % p.out[2]; \
@@ -88,17 +96,9 @@ __device__ __forceinline__ T blend(const Tap<T>& t, T a, T b) {
             const i64 od = r % p.out[0]; \
             const T* plane = x + r / p.out[0] * in_len; \
             const Tap<T> td = source_tap<T>(p, 0, od), th = source_tap<T>(p, 1, oh), tw = source_tap<T>(p, 2, ow); \
-            T depth[2]; \
-            for (int a = 0; a < (td.blend ? 2 : 1); ++a) { \
-                const T* slice = plane + (a ? td.i1 : td.i0) * p.in[1] * p.in[2]; \
-                T rows[2]; \
-                for (int b = 0; b < (th.blend ? 2 : 1); ++b) { \
-                    const T* row = slice + (b ? th.i1 : th.i0) * p.in[2]; \
-                    rows[b] = blend(tw, row[tw.i0], tw.blend ? row[tw.i1] : T(0)); \
-                } \
-                depth[a] = blend(th, rows[0], th.blend ? rows[1] : T(0)); \
-            } \
-            y[i] = blend(td, depth[0], td.blend ? depth[1] : T(0)); \
+            const T a = along_height(plane + td.i0 * slice, p.in[2], th, tw); \
+            y[i] = td.blend ? add_rn(mul_rn(td.l0, a), mul_rn(td.l1, along_height(plane + td.i1 * slice, p.in[2], th, tw))) \
+                            : a; \
         } \
     }
 INTERPOLATE_FORWARD(f32, float)
