@@ -654,6 +654,14 @@ fn pooling_matches_the_cpu_with_gradients() {
             t.adaptive_avg_pool(rank, out)
         });
     }
+    // A dense tensor at the start of a longer buffer (a leading narrow) reads only its own values.
+    check(
+        "max_pool3d of a leading narrow",
+        dev,
+        &[randn(&[3, 2, 4, 4, 4], 75)],
+        0.0,
+        |t| t[0].narrow(0, 0, 1)?.max_pool3d(&MaxPoolOptions::new(&[2])),
+    );
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! dense `(planes, depth, height, width)` buffers with the geometry of `crate::cpu::interpolate` (and
 //! its source positions, exactly: the ratios are computed here as the CPU computes them).
 
-use cudarc::driver::{CudaSlice, DeviceRepr};
+use cudarc::driver::{CudaSlice, CudaView, DeviceRepr};
 
 use super::launch::{check_len, launch};
 use super::sources::INTERPOLATE;
@@ -57,7 +57,7 @@ fn params<T: CudaFloat + FloatElement>(op: &str, g: &InterpGeometry) -> Result<P
 pub fn interpolate_forward<T: CudaFloat + FloatElement>(
     gpu: &Gpu,
     g: &InterpGeometry,
-    x: &CudaSlice<T>,
+    x: &CudaView<T>,
 ) -> Result<CudaSlice<T>, CudaError> {
     const OP: &str = "interpolate";
     let p = params::<T>(OP, g)?;
@@ -75,7 +75,7 @@ pub fn interpolate_forward<T: CudaFloat + FloatElement>(
 pub fn interpolate_backward<T: CudaFloat + FloatElement>(
     gpu: &Gpu,
     g: &InterpGeometry,
-    dy: &CudaSlice<T>,
+    dy: &CudaView<T>,
 ) -> Result<CudaSlice<T>, CudaError> {
     const OP: &str = "interpolate backward";
     let p = params::<T>(OP, g)?;

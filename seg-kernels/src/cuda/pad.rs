@@ -1,7 +1,7 @@
 //! Launchers of `cuda/pad.cu`: axis remaps (pad in every mode, roll, flip), where output position
 //! `o` on axis `d` reads input position `maps[d][o]`, or the fill value where that is `None`.
 
-use cudarc::driver::CudaSlice;
+use cudarc::driver::{CudaSlice, CudaView};
 
 use super::launch::launch;
 use super::sources::PAD;
@@ -39,7 +39,7 @@ pub fn remap<T: CudaElement>(
 /// gradient `dy`, positions read several times summed (atomic adds): `remap_backward_<t>`.
 pub fn remap_backward<T: CudaFloat>(
     gpu: &Gpu,
-    dy: &CudaSlice<T>,
+    dy: &CudaView<T>,
     maps: &[Vec<Option<usize>>],
     x_shape: &[usize],
 ) -> Result<CudaSlice<T>, CudaError> {

@@ -2,7 +2,7 @@
 //! dense `(planes, depth, height, width)` buffers with the geometries of `crate::cpu::pool` (and its
 //! semantics, which the kernels' doc states). Indices are i64 throughout (no 32-bit limit).
 
-use cudarc::driver::{CudaSlice, DeviceRepr};
+use cudarc::driver::{CudaSlice, CudaView, DeviceRepr};
 
 use super::launch::{check_len, launch};
 use super::sources::POOL;
@@ -72,7 +72,7 @@ fn adaptive_params(op: &str, g: &AdaptiveGeometry) -> Result<Params, CudaError> 
 pub fn max_pool_forward<T: CudaFloat>(
     gpu: &Gpu,
     g: &PoolGeometry,
-    x: &CudaSlice<T>,
+    x: &CudaView<T>,
 ) -> Result<(CudaSlice<T>, CudaSlice<i64>), CudaError> {
     const OP: &str = "max_pool";
     let p = window_params(OP, g, AvgDivisor::IncludePad)?;
@@ -90,8 +90,8 @@ pub fn max_pool_forward<T: CudaFloat>(
 pub fn max_pool_backward<T: CudaFloat>(
     gpu: &Gpu,
     g: &PoolGeometry,
-    dy: &CudaSlice<T>,
-    argmax: &CudaSlice<i64>,
+    dy: &CudaView<T>,
+    argmax: &CudaView<i64>,
 ) -> Result<CudaSlice<T>, CudaError> {
     const OP: &str = "max_pool backward";
     let p = window_params(OP, g, AvgDivisor::IncludePad)?;
@@ -111,7 +111,7 @@ fn average_forward<T: CudaFloat>(
     op: &str,
     p: &Params,
     (x_len, y_len): (usize, usize),
-    x: &CudaSlice<T>,
+    x: &CudaView<T>,
 ) -> Result<CudaSlice<T>, CudaError> {
     check_len(op, "x", x.len(), x_len)?;
     let mut y = gpu.alloc::<T>(y_len)?;
@@ -127,7 +127,7 @@ fn average_backward<T: CudaFloat>(
     op: &str,
     p: &Params,
     (x_len, y_len): (usize, usize),
-    dy: &CudaSlice<T>,
+    dy: &CudaView<T>,
 ) -> Result<CudaSlice<T>, CudaError> {
     check_len(op, "dy", dy.len(), y_len)?;
     let mut dx = gpu.alloc::<T>(x_len)?;
@@ -142,7 +142,7 @@ pub fn avg_pool_forward<T: CudaFloat>(
     gpu: &Gpu,
     g: &PoolGeometry,
     divisor: AvgDivisor,
-    x: &CudaSlice<T>,
+    x: &CudaView<T>,
 ) -> Result<CudaSlice<T>, CudaError> {
     const OP: &str = "avg_pool";
     let p = window_params(OP, g, divisor)?;
@@ -154,7 +154,7 @@ pub fn avg_pool_backward<T: CudaFloat>(
     gpu: &Gpu,
     g: &PoolGeometry,
     divisor: AvgDivisor,
-    dy: &CudaSlice<T>,
+    dy: &CudaView<T>,
 ) -> Result<CudaSlice<T>, CudaError> {
     const OP: &str = "avg_pool backward";
     let p = window_params(OP, g, divisor)?;
@@ -165,7 +165,7 @@ pub fn avg_pool_backward<T: CudaFloat>(
 pub fn adaptive_avg_pool_forward<T: CudaFloat>(
     gpu: &Gpu,
     g: &AdaptiveGeometry,
-    x: &CudaSlice<T>,
+    x: &CudaView<T>,
 ) -> Result<CudaSlice<T>, CudaError> {
     const OP: &str = "adaptive_avg_pool";
     let p = adaptive_params(OP, g)?;
@@ -176,7 +176,7 @@ pub fn adaptive_avg_pool_forward<T: CudaFloat>(
 pub fn adaptive_avg_pool_backward<T: CudaFloat>(
     gpu: &Gpu,
     g: &AdaptiveGeometry,
-    dy: &CudaSlice<T>,
+    dy: &CudaView<T>,
 ) -> Result<CudaSlice<T>, CudaError> {
     const OP: &str = "adaptive_avg_pool backward";
     let p = adaptive_params(OP, g)?;

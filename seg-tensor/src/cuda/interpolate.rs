@@ -12,7 +12,7 @@ pub(crate) fn interpolate(g: &InterpGeometry, x: &Tensor, shape: &[usize]) -> Re
     let x = dense(x)?;
     with_float!(x.dtype(), "interpolate", T => {
         let (gpu, data) = on_gpu::<T>(&x)?;
-        Ok(tensor(gpu, k::interpolate_forward(gpu, g, data)?, shape))
+        Ok(tensor(gpu, k::interpolate_forward(gpu, g, &data.slice(..x.numel()))?, shape))
     })
 }
 
@@ -21,6 +21,6 @@ pub(crate) fn interpolate_backward(g: &InterpGeometry, dy: &Tensor, x_shape: &[u
     let dy = dense(dy)?;
     with_float!(dy.dtype(), "interpolate backward", T => {
         let (gpu, data) = on_gpu::<T>(&dy)?;
-        Ok(tensor(gpu, k::interpolate_backward(gpu, g, data)?, x_shape))
+        Ok(tensor(gpu, k::interpolate_backward(gpu, g, &data.slice(..dy.numel()))?, x_shape))
     })
 }

@@ -22,6 +22,6 @@ pub(crate) fn remap_backward(dy: &Tensor, maps: &[Vec<Option<usize>>], x_shape: 
     let dy = dense(dy)?;
     with_float!(dy.dtype(), "pad backward", T => {
         let (gpu, data) = on_gpu::<T>(&dy)?;
-        Ok(tensor(gpu, k::remap_backward(gpu, data, maps, x_shape)?, x_shape))
+        Ok(tensor(gpu, k::remap_backward(gpu, &data.slice(..dy.numel()), maps, x_shape)?, x_shape))
     })
 }

@@ -1,4 +1,5 @@
-//! Pooling of CUDA tensors: seg-kernels' launchers (`cuda/pool.cu`) on dense buffers, with the
+//! Pooling of CUDA tensors: seg-kernels' launchers (`cuda/pool.cu`) on dense buffers (the first
+//! `numel` values of each: a dense tensor may sit at the start of a longer buffer), with the
 //! geometries the CPU op builds (`seg_kernels::cpu::pool`).
 
 use seg_kernels::cpu::pool::{AdaptiveGeometry, AvgDivisor, PoolGeometry};
@@ -12,7 +13,7 @@ pub(crate) fn max_pool(g: &PoolGeometry, x: &Tensor, shape: &[usize]) -> Result<
     let x = dense(x)?;
     with_float!(x.dtype(), "max_pool", T => {
         let (gpu, data) = on_gpu::<T>(&x)?;
-        let (y, argmax) = k::max_pool_forward(gpu, g, data)?;
+        let (y, argmax) = k::max_pool_forward(gpu, g, &data.slice(..x.numel()))?;
         Ok((tensor(gpu, y, shape), tensor(gpu, argmax, shape)))
     })
 }
@@ -23,7 +24,7 @@ pub(crate) fn max_pool_backward(g: &PoolGeometry, dy: &Tensor, argmax: &Tensor, 
     with_float!(dy.dtype(), "max_pool backward", T => {
         let (gpu, data) = on_gpu::<T>(&dy)?;
         let (_, indices) = on_gpu::<i64>(&argmax)?;
-        Ok(tensor(gpu, k::max_pool_backward(gpu, g, data, indices)?, x_shape))
+        Ok(tensor(gpu, k::max_pool_backward(gpu, g, &data.slice(..dy.numel()), &indices.slice(..argmax.numel()))?, x_shape))
     })
 }
 
@@ -32,7 +33,7 @@ pub(crate) fn avg_pool(g: &PoolGeometry, divisor: AvgDivisor, x: &Tensor, shape:
     let x = dense(x)?;
     with_float!(x.dtype(), "avg_pool", T => {
         let (gpu, data) = on_gpu::<T>(&x)?;
-        Ok(tensor(gpu, k::avg_pool_forward(gpu, g, divisor, data)?, shape))
+        Ok(tensor(gpu, k::avg_pool_forward(gpu, g, divisor, &data.slice(..x.numel()))?, shape))
     })
 }
 
@@ -46,7 +47,7 @@ pub(crate) fn avg_pool_backward(
     let dy = dense(dy)?;
     with_float!(dy.dtype(), "avg_pool backward", T => {
         let (gpu, data) = on_gpu::<T>(&dy)?;
-        Ok(tensor(gpu, k::avg_pool_backward(gpu, g, divisor, data)?, x_shape))
+        Ok(tensor(gpu, k::avg_pool_backward(gpu, g, divisor, &data.slice(..dy.numel()))?, x_shape))
     })
 }
 
@@ -55,7 +56,7 @@ pub(crate) fn adaptive_avg_pool(g: &AdaptiveGeometry, x: &Tensor, shape: &[usize
     let x = dense(x)?;
     with_float!(x.dtype(), "adaptive_avg_pool", T => {
         let (gpu, data) = on_gpu::<T>(&x)?;
-        Ok(tensor(gpu, k::adaptive_avg_pool_forward(gpu, g, data)?, shape))
+        Ok(tensor(gpu, k::adaptive_avg_pool_forward(gpu, g, &data.slice(..x.numel()))?, shape))
     })
 }
 
@@ -64,6 +65,6 @@ pub(crate) fn adaptive_avg_pool_backward(g: &AdaptiveGeometry, dy: &Tensor, x_sh
     let dy = dense(dy)?;
     with_float!(dy.dtype(), "adaptive_avg_pool backward", T => {
         let (gpu, data) = on_gpu::<T>(&dy)?;
-        Ok(tensor(gpu, k::adaptive_avg_pool_backward(gpu, g, data)?, x_shape))
+        Ok(tensor(gpu, k::adaptive_avg_pool_backward(gpu, g, &data.slice(..dy.numel()))?, x_shape))
     })
 }
