@@ -39,9 +39,15 @@ template <class T> T __shfl_sync(unsigned, T v, int src) { return shfl_from(v, s
 inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }
 inline float __uint_as_float(unsigned i) { float f; memcpy(&f, &i, 4); return f; }
 inline unsigned __float_as_uint(float f) { unsigned i; memcpy(&i, &f, 4); return i; }
-inline double __longlong_as_double(long long i) { double d; memcpy(&d, &i, 8); return d; }
 std::mutex atomic_mutex;
 inline float atomicAdd(float* p, float v) { std::lock_guard<std::mutex> g(atomic_mutex); float o = *p; *p = o + v; return o; }
+inline double atomicAdd(double* p, double v) { std::lock_guard<std::mutex> g(atomic_mutex); double o = *p; *p = o + v; return o; }
+inline double __longlong_as_double(long long i) { double d; memcpy(&d, &i, 8); return d; }
+// Correctly rounded arithmetic (g++ for x86-64 without -mfma contracts nothing).
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline double __dmul_rn(double a, double b) { return a * b; }
+inline double __dadd_rn(double a, double b) { return a + b; }
 alignas(16) float dyn_shared[1 << 16];
 template <class F>
 void launch(dim3 grid, dim3 block, F f) {

@@ -4,7 +4,10 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use seg_tensor::{ConvOptions, ConvPadding, ConvTransposeOptions, DType, Device, Error, PadMode, Result, Tensor};
+use seg_tensor::{
+    AvgPoolOptions, ConvOptions, ConvPadding, ConvTransposeOptions, DType, Device, Error, InterpolateMode,
+    InterpolateOptions, MaxPoolOptions, PadMode, Result, Tensor,
+};
 
 /// CUDA device 0 and a lock that runs the GPU tests one at a time (the memory counts are per
 /// device), or `None` after printing why the test is skipped.
@@ -554,6 +557,236 @@ fn gather_scatter_add_and_max_backward() {
     assert!(err.to_string().contains("out of range"), "{err}");
 }
 
+/// `f` and the gradient of `sum(f(x) * up)` in `x`, on the CPU and on `device`, compared in f32 and
+/// f64 (`up` drawn for `f`'s output shape).
+fn check_with_gradient(what: &str, device: Device, x: &Tensor, tol: f64, f: impl Fn(&Tensor) -> Result<Tensor>) {
+    for dtype in [DType::F32, DType::F64] {
+        let x = x.to_dtype(dtype).unwrap();
+        let up = randn(f(&x).unwrap().shape(), 99).to_dtype(dtype).unwrap();
+        check(
+            &format!("{what} ({dtype:?})"),
+            device,
+            std::slice::from_ref(&x),
+            tol,
+            |t| f(&t[0]),
+        );
+        let grad_of = |t: &[Tensor]| -> Result<Tensor> {
+            let leaf = t[0].requires_grad();
+            let g = f(&leaf)?.mul(&t[1])?.sum_all()?.backward()?;
+            Ok(g.get(&leaf).unwrap().clone())
+        };
+        check(&format!("{what} backward ({dtype:?})"), device, &[x, up], tol, grad_of);
+    }
+}
+
+#[test]
+fn pooling_matches_the_cpu_with_gradients() {
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
+    let max = |k: &[usize], s: &[usize], p: &[usize], d: &[usize], ceil_mode: bool| MaxPoolOptions {
+        stride: Some(s.to_vec()),
+        padding: p.to_vec(),
+        dilation: d.to_vec(),
+        ceil_mode,
+        ..MaxPoolOptions::new(k)
+    };
+    let max_cases = [
+        ("max_pool3d 2", vec![2, 3, 6, 7, 5], max(&[2], &[2], &[0], &[1], false)),
+        (
+            "max_pool3d overlapping, ceil",
+            vec![1, 2, 7, 6, 9],
+            max(&[3, 2, 3], &[2, 1, 2], &[1], &[1], true),
+        ),
+        (
+            "max_pool3d dilated",
+            vec![1, 2, 9, 8, 7],
+            max(&[3, 2, 2], &[2, 1, 3], &[1], &[2, 1, 3], true),
+        ),
+        (
+            "max_pool2d 3 stride 1",
+            vec![2, 3, 9, 7],
+            max(&[3], &[1], &[1], &[1], false),
+        ),
+        (
+            "max_pool2d dilated ceil",
+            vec![1, 4, 10, 11],
+            max(&[3, 2], &[2, 3], &[1, 0], &[2, 3], true),
+        ),
+    ];
+    for (seed, (what, shape, opts)) in max_cases.iter().enumerate() {
+        let rank = shape.len() - 2;
+        // Ties (rounded values) exercise the first-maximum rule.
+        let values = randn(shape, 50 + seed as u64).to_vec::<f32>().unwrap();
+        let x = Tensor::from_vec(values.iter().map(|v| (v * 2.0).round()).collect(), shape).unwrap();
+        check_with_gradient(what, dev, &x, 1e-6, |t| {
+            t.max_pool_with_indices(rank, opts).map(|r| r.0)
+        });
+        let (_, cpu) = x.max_pool_with_indices(rank, opts).unwrap();
+        let (_, gpu) = x.to_device(dev).unwrap().max_pool_with_indices(rank, opts).unwrap();
+        assert_eq!(
+            gpu.to_vec::<i64>().unwrap(),
+            cpu.to_vec::<i64>().unwrap(),
+            "{what}: indices"
+        );
+    }
+    let avg = |k: &[usize], s: &[usize], p: &[usize], ceil_mode: bool, count_include_pad: bool, div: Option<usize>| {
+        AvgPoolOptions {
+            stride: Some(s.to_vec()),
+            padding: p.to_vec(),
+            ceil_mode,
+            count_include_pad,
+            divisor_override: div,
+            ..AvgPoolOptions::new(k)
+        }
+    };
+    let avg_cases = [
+        (
+            "avg_pool3d 2",
+            vec![2, 3, 6, 7, 5],
+            avg(&[2], &[2], &[0], false, true, None),
+        ),
+        (
+            "avg_pool3d padded, ceil",
+            vec![1, 2, 7, 6, 9],
+            avg(&[3, 2, 3], &[2, 1, 2], &[1], true, true, None),
+        ),
+        (
+            "avg_pool3d without padding counted",
+            vec![1, 2, 7, 6, 9],
+            avg(&[3, 2, 3], &[2, 1, 2], &[1], true, false, None),
+        ),
+        (
+            "avg_pool2d divisor override",
+            vec![2, 3, 9, 7],
+            avg(&[3], &[2], &[1], false, true, Some(5)),
+        ),
+        (
+            "avg_pool2d ceil",
+            vec![1, 4, 10, 11],
+            avg(&[3, 2], &[2, 3], &[1, 0], true, false, None),
+        ),
+    ];
+    for (seed, (what, shape, opts)) in avg_cases.iter().enumerate() {
+        let rank = shape.len() - 2;
+        check_with_gradient(what, dev, &randn(shape, 60 + seed as u64), 1e-6, |t| {
+            t.avg_pool(rank, opts)
+        });
+    }
+    let adaptive_cases = [
+        ("adaptive_avg_pool3d shrink", vec![2, 3, 7, 6, 9], vec![3, 2, 4]),
+        ("adaptive_avg_pool3d grow", vec![1, 2, 3, 4, 2], vec![5, 6, 3]),
+        ("adaptive_avg_pool2d to 1", vec![2, 3, 9, 7], vec![1]),
+        ("adaptive_avg_pool2d", vec![1, 4, 10, 11], vec![4, 3]),
+    ];
+    for (seed, (what, shape, out)) in adaptive_cases.iter().enumerate() {
+        let rank = shape.len() - 2;
+        check_with_gradient(what, dev, &randn(shape, 70 + seed as u64), 1e-6, |t| {
+            t.adaptive_avg_pool(rank, out)
+        });
+    }
+    // A dense tensor at the start of a longer buffer (a leading narrow) reads only its own values.
+    check(
+        "max_pool3d of a leading narrow",
+        dev,
+        &[randn(&[3, 2, 4, 4, 4], 75)],
+        0.0,
+        |t| t[0].narrow(0, 0, 1)?.max_pool3d(&MaxPoolOptions::new(&[2])),
+    );
+}
+
+#[test]
+fn interpolation_matches_the_cpu_with_gradients() {
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
+    let corners = |opts: InterpolateOptions, align_corners: bool| InterpolateOptions {
+        align_corners: Some(align_corners),
+        ..opts
+    };
+    let cases = [
+        (
+            "nearest 3d x2",
+            vec![2, 3, 4, 5, 3],
+            InterpolateOptions::scale(&[2.0], InterpolateMode::Nearest),
+        ),
+        (
+            "nearest 3d to sizes",
+            vec![1, 2, 5, 4, 6],
+            InterpolateOptions::size(&[7, 3, 6], InterpolateMode::Nearest),
+        ),
+        (
+            "nearest 2d x1.5, 0.7",
+            vec![2, 2, 6, 9],
+            InterpolateOptions::scale(&[1.5, 0.7], InterpolateMode::Nearest),
+        ),
+        (
+            "linear 1d",
+            vec![2, 3, 7],
+            InterpolateOptions::scale(&[1.7], InterpolateMode::Linear),
+        ),
+        (
+            "bilinear to sizes",
+            vec![2, 2, 5, 4],
+            InterpolateOptions::size(&[8, 9], InterpolateMode::Bilinear),
+        ),
+        (
+            "bilinear x2 aligned",
+            vec![1, 3, 4, 6],
+            corners(InterpolateOptions::scale(&[2.0], InterpolateMode::Bilinear), true),
+        ),
+        (
+            "trilinear x2",
+            vec![1, 2, 3, 4, 5],
+            InterpolateOptions::scale(&[2.0], InterpolateMode::Trilinear),
+        ),
+        (
+            "trilinear mixed",
+            vec![2, 2, 5, 4, 6],
+            InterpolateOptions::scale(&[2.0, 1.5, 0.6], InterpolateMode::Trilinear),
+        ),
+        (
+            "trilinear aligned, sizes",
+            vec![1, 2, 4, 5, 3],
+            corners(InterpolateOptions::size(&[7, 5, 1], InterpolateMode::Trilinear), true),
+        ),
+        (
+            "trilinear recomputed scale",
+            vec![1, 2, 3, 5, 4],
+            InterpolateOptions {
+                recompute_scale_factor: Some(true),
+                ..InterpolateOptions::scale(&[1.7], InterpolateMode::Trilinear)
+            },
+        ),
+    ];
+    for (seed, (what, shape, opts)) in cases.iter().enumerate() {
+        check_with_gradient(what, dev, &randn(shape, 80 + seed as u64), 1e-6, |t| {
+            t.interpolate(opts)
+        });
+    }
+}
+
+#[test]
+fn pad_modes_roll_and_flip_with_gradients() {
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
+    let x = randn(&[2, 3, 5, 4, 6], 90);
+    for mode in [PadMode::Reflect, PadMode::Replicate, PadMode::Circular] {
+        check_with_gradient(&format!("pad {mode:?} 3d"), dev, &x, 1e-6, |t| {
+            t.pad(&[1, 2, 3, 0, 2, 4], mode, 0.0)
+        });
+        check_with_gradient(&format!("pad {mode:?} 1d"), dev, &x, 1e-6, |t| {
+            t.pad(&[3, 2], mode, 0.0)
+        });
+    }
+    check_with_gradient("roll", dev, &x, 1e-6, |t| t.roll(&[2, -3], &[2, 4]));
+    check_with_gradient("flip", dev, &x, 1e-6, |t| t.flip(&[1, 3]));
+    // Through a view, and an integer tensor (forward only).
+    check("pad reflect of a view", dev, std::slice::from_ref(&x), 0.0, |t| {
+        t[0].permute(&[0, 1, 4, 2, 3])?
+            .pad(&[2, 1, 1, 1], PadMode::Reflect, 0.0)
+    });
+    let ints = x.mul_scalar(10.0).unwrap().to_dtype(DType::I64).unwrap();
+    check("pad replicate of i64", dev, &[ints], 0.0, |t| {
+        t[0].pad(&[2, 2], PadMode::Replicate, 0.0)
+    });
+}
+
 #[test]
 fn one_hot_matches_the_cpu() {
     let Some((dev, _one_at_a_time)) = gpu() else { return };
@@ -627,13 +860,11 @@ fn mixing_devices_is_an_error_naming_both() {
 #[test]
 fn ops_without_a_cuda_path_say_so() {
     let Some((dev, _one_at_a_time)) = gpu() else { return };
-    let x = randn(&[1, 2, 4, 4, 4], 35).to_device(dev).unwrap();
-    let err = x.interpolate(&seg_tensor::InterpolateOptions::size(
-        &[8, 8, 8],
-        seg_tensor::InterpolateMode::Nearest,
-    ));
+    let x = randn(&[4, 3], 35).to_device(dev).unwrap();
+    let index = Tensor::from_vec(vec![0i64, 2], &[2]).unwrap().to_device(dev).unwrap();
+    let err = x.index_select(0, &index);
     assert!(
-        matches!(err, Err(Error::Unsupported { op: "interpolate", .. })),
+        matches!(err, Err(Error::Unsupported { op: "index_select", .. })),
         "{err:?}"
     );
 }

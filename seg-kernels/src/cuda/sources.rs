@@ -35,4 +35,7 @@ sources! {
     REDUCE = "reduce.cu",
     SOFTMAX = "softmax.cu",
     NORM = "norm.cu",
+    POOL = "pool.cu",
+    INTERPOLATE = "interpolate.cu",
+    PAD = "pad.cu",
 }

@@ -5,8 +5,11 @@
 mod conv;
 mod elementwise;
 mod index;
+mod interpolate;
 mod matmul;
 mod norm;
+mod pad;
+mod pool;
 mod reduce;
 mod selective_scan;
 mod window_attention;
@@ -17,8 +20,13 @@ use std::sync::Arc;
 pub(crate) use conv::{conv_backward_data, conv_backward_weight, conv_forward};
 pub(crate) use elementwise::{binary, binary_backward, compare, select, unary, unary_backward};
 pub(crate) use index::{gather, scatter_add};
+pub(crate) use interpolate::{interpolate, interpolate_backward};
 pub(crate) use matmul::batched_matmul;
 pub(crate) use norm::{group_norm, layer_norm, BatchNorm};
+pub(crate) use pad::{remap, remap_backward};
+pub(crate) use pool::{
+    adaptive_avg_pool, adaptive_avg_pool_backward, avg_pool, avg_pool_backward, max_pool, max_pool_backward,
+};
 pub(crate) use reduce::{extreme, reduce, softmax, softmax_backward};
 use seg_kernels::cuda::{self as k, CudaSlice, CudaView, Gpu, Strided};
 pub(crate) use selective_scan::selective_scan;

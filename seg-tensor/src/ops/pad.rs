@@ -1,6 +1,7 @@
 //! Padding, rolling and flipping, all as an *axis remap*: output position `o` on axis `d` reads input
 //! position `map[d][o]`, or the fill value where the map has none. The backward adds each output
-//! gradient into the input position it read (positions read twice, as in reflect padding, sum).
+//! gradient into the input position it read (positions read twice, as in reflect padding, sum). On
+//! CUDA the same maps drive `cuda/pad.cu` (constant padding there copies into a filled tensor).
 
 use crate::autograd::Backward;
 use crate::layout::{contiguous_strides, normalize_dims};
@@ -67,6 +68,13 @@ struct RemapBackward {
 
 impl Backward for RemapBackward {
     fn backward(self: Box<Self>, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        if crate::ops::on_cuda(grad) {
+            return Ok(vec![Some(crate::cuda::remap_backward(
+                grad,
+                &self.maps,
+                &self.in_shape,
+            )?)]);
+        }
         let dx = with_float!(grad.dtype(), "pad backward", T => {
             let g = grad.values::<T>()?;
             let mut dx = vec![<T as num_traits::Zero>::zero(); crate::layout::numel(&self.in_shape)];
@@ -122,33 +130,13 @@ impl Tensor {
         }))
     }
 
-    /// The remap of a CUDA tensor whose maps all read the input (no fill): one `index_select` per
-    /// axis that moves.
-    fn remap_cuda(&self, maps: Vec<AxisMap>) -> Result<Tensor> {
-        let mut out = self.clone();
-        for (d, map) in maps.into_iter().enumerate() {
-            if map.iter().enumerate().all(|(o, &i)| i == Some(o)) && map.len() == self.shape()[d] {
-                continue;
-            }
-            let index: Option<Vec<i64>> = map.into_iter().map(|i| i.map(|i| i as i64)).collect();
-            let index = index.ok_or(Error::Unsupported {
-                op: "pad/roll/flip (a fill other than constant padding)",
-                device: self.device(),
-            })?;
-            let len = index.len();
-            let index = Tensor::from_vec(index, &[len])?;
-            out = out.index_select(d as isize, &index.to_device(self.device())?)?;
-        }
-        Ok(out)
-    }
-
     fn remap(&self, maps: Vec<AxisMap>, fill: f64) -> Result<Tensor> {
-        if crate::ops::on_cuda(self) {
-            return self.remap_cuda(maps);
-        }
-        let shape: Vec<usize> = maps.iter().map(Vec::len).collect();
-        let out =
-            with_element!(self.dtype(), T => tensor_from(remap_values::<T>(self, &maps, T::from_f64(fill))?, &shape));
+        let out = if crate::ops::on_cuda(self) {
+            crate::cuda::remap(self, &maps, fill)?
+        } else {
+            let shape: Vec<usize> = maps.iter().map(Vec::len).collect();
+            with_element!(self.dtype(), T => tensor_from(remap_values::<T>(self, &maps, T::from_f64(fill))?, &shape))
+        };
         if !self.dtype().is_compute_float() {
             return Ok(out);
         }
