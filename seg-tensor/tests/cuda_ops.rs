@@ -860,13 +860,17 @@ fn mixing_devices_is_an_error_naming_both() {
 #[test]
 fn ops_without_a_cuda_path_say_so() {
     let Some((dev, _one_at_a_time)) = gpu() else { return };
-    let x = randn(&[4, 3], 35).to_device(dev).unwrap();
-    let index = Tensor::from_vec(vec![0i64, 2], &[2]).unwrap().to_device(dev).unwrap();
-    let err = x.index_select(0, &index);
-    assert!(
-        matches!(err, Err(Error::Unsupported { op: "index_select", .. })),
-        "{err:?}"
-    );
+    // Convolution on CUDA computes in f32; f64 stays on the CPU.
+    let x = Tensor::randn(&[1, 2, 5, 5], 35, DType::F64)
+        .unwrap()
+        .to_device(dev)
+        .unwrap();
+    let w = Tensor::randn(&[3, 2, 3, 3], 36, DType::F64)
+        .unwrap()
+        .to_device(dev)
+        .unwrap();
+    let err = x.conv(&w, None, &ConvOptions::default());
+    assert!(matches!(err, Err(Error::Unsupported { .. })), "{err:?}");
 }
 
 /// MONAI's relative-position index of a 3D window, `(N, N)` row-major, cut to its top-left

@@ -138,15 +138,6 @@ pub(crate) fn on_cuda(t: &Tensor) -> bool {
     matches!(t.device(), crate::Device::Cuda(_))
 }
 
-/// Fails with the op's "not on this device" error unless every tensor is on the CPU: the entry check
-/// of each op that has no CUDA path yet.
-pub(crate) fn expect_cpu(op: &'static str, tensors: &[&Tensor]) -> Result<()> {
-    match tensors.iter().find(|t| on_cuda(t)) {
-        Some(t) => Err(crate::Error::Unsupported { op, device: t.device() }),
-        None => Ok(()),
-    }
-}
-
 /// Fails unless both tensors are on one device.
 pub(crate) fn expect_same_device(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
     if a.device() != b.device() {
