@@ -290,6 +290,7 @@ fn measure(body: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
 }
 
 fn main() {
+    seg_tensor::retain_freed_memory();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let only = match args.as_slice() {
         [] => None,
