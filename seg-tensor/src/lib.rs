@@ -13,6 +13,7 @@
 //! # }
 //! ```
 
+mod autocast;
 mod autograd;
 mod checkpoint;
 mod cuda;
@@ -25,6 +26,7 @@ mod random;
 mod storage;
 mod tensor;
 
+pub use autocast::{autocast, autocast_dtype, no_autocast};
 pub use autograd::{is_grad_enabled, no_grad, Backward, Gradients};
 pub use checkpoint::{checkpoint, CheckpointFn};
 pub use dtype::{DType, Element, Float};
