@@ -14,7 +14,9 @@ use seg_tensor::{autocast, no_grad, DType, Device, Result, Tensor};
 /// One volume `(1, 1, d, h, w)` and its one-hot label `(1, 2, d, h, w)`: a sphere of intensity 1 at
 /// a centre and radius drawn from `seed`, in Gaussian noise of deviation 0.5.
 fn sphere(size: [usize; 3], seed: u64) -> (Tensor, Tensor) {
-    let mut state = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+    let mut state = seed
+        .wrapping_mul(6_364_136_223_846_793_005)
+        .wrapping_add(1_442_695_040_888_963_407);
     let mut uniform = || {
         state = state
             .wrapping_mul(6_364_136_223_846_793_005)
@@ -22,7 +24,7 @@ fn sphere(size: [usize; 3], seed: u64) -> (Tensor, Tensor) {
         (state >> 11) as f64 / (1u64 << 53) as f64
     };
     let centre = size.map(|s| s as f64 * (0.3 + 0.4 * uniform()));
-    let radius = *size.iter().min().unwrap() as f64 * (0.15 + 0.1 * uniform());
+    let radius = *size.iter().min().unwrap() as f64 * (0.22 + 0.1 * uniform());
     let [_, h, w] = size;
     let mask: Vec<f32> = (0..size.iter().product())
         .map(|i| {
@@ -47,7 +49,12 @@ fn dice_ce(logits: &Tensor, target: &Tensor) -> Result<Tensor> {
     let inter = p.mul(target)?.sum(&spatial, false)?;
     let denom = p.sum(&spatial, false)?.add(&target.sum(&spatial, false)?)?;
     let dice = inter.affine(2.0, 1e-5)?.div(&denom.add_scalar(1e-5)?)?;
-    let ce = logits.log_softmax(1)?.mul(target)?.sum(&[1], false)?.mean_all()?.neg()?;
+    let ce = logits
+        .log_softmax(1)?
+        .mul(target)?
+        .sum(&[1], false)?
+        .mean_all()?
+        .neg()?;
     dice.affine(-1.0, 1.0)?.mean_all()?.add(&ce)
 }
 
@@ -119,10 +126,18 @@ fn train(net: &mut dyn Net, size: [usize; 3], steps: usize, precision: Precision
             Precision::Bf16 => DType::BF16,
             Precision::F16 => DType::F16,
         };
-        assert_eq!(logits.dtype(), expected, "the last convolution runs in the autocast dtype");
+        assert_eq!(
+            logits.dtype(),
+            expected,
+            "the last convolution runs in the autocast dtype"
+        );
         let pred = logits.argmax(1, false).unwrap().to_vec_f64();
         let truth = y.narrow(1, 1, 1).unwrap().to_vec_f64();
-        inter += pred.iter().zip(&truth).filter(|(p, t)| **p == 1.0 && **t == 1.0).count() as f64;
+        inter += pred
+            .iter()
+            .zip(&truth)
+            .filter(|(p, t)| **p == 1.0 && **t == 1.0)
+            .count() as f64;
         total += pred.iter().filter(|p| **p == 1.0).count() as f64 + truth.iter().sum::<f64>();
     }
     2.0 * inter / total.max(1.0)
@@ -131,6 +146,8 @@ fn train(net: &mut dyn Net, size: [usize; 3], steps: usize, precision: Precision
 /// Swin UNETR's smallest input with more than one voxel at its bottleneck (instance norm needs two).
 const SWIN_SIZE: [usize; 3] = [32, 32, 64];
 const UMAMBA_SIZE: [usize; 3] = [16, 16, 16];
+const SWIN_STEPS: usize = 40;
+const UMAMBA_STEPS: usize = 100;
 
 fn small_swin() -> SwinUNETR {
     let config = SwinUNETRConfig {
@@ -166,16 +183,36 @@ fn compare(what: &str, make: impl Fn() -> Box<dyn Net>, size: [usize; 3], steps:
     for p in [Precision::Bf16, Precision::F16] {
         let d = dice(p);
         println!("{what}: Dice f32 {f32_dice:.3}, {p:?} {d:.3}");
-        assert!((d - f32_dice).abs() < 0.05, "{what}: {p:?} Dice {d:.3} vs f32 {f32_dice:.3}");
+        assert!(
+            (d - f32_dice).abs() < 0.05,
+            "{what}: {p:?} Dice {d:.3} vs f32 {f32_dice:.3}"
+        );
     }
-    assert!(f32_dice > 0.8, "{what}: f32 Dice {f32_dice:.3}");
+    assert!(f32_dice > 0.85, "{what}: f32 Dice {f32_dice:.3}");
 }
 
 #[test]
-#[ignore = "trains six small 3D networks (about a minute in release); CI runs it with --release --ignored"]
-fn swin_unetr_and_umamba_train_in_bf16_and_f16_to_the_f32_dice_on_the_cpu() {
-    compare("Swin UNETR", || Box::new(small_swin()), SWIN_SIZE, 40, Device::Cpu);
-    compare("U-Mamba", || Box::new(small_umamba()), UMAMBA_SIZE, 60, Device::Cpu);
+#[ignore = "trains three small 3D networks (about a minute in release); CI runs it with --release --ignored"]
+fn swin_unetr_trains_in_bf16_and_f16_to_the_f32_dice_on_the_cpu() {
+    compare(
+        "Swin UNETR",
+        || Box::new(small_swin()),
+        SWIN_SIZE,
+        SWIN_STEPS,
+        Device::Cpu,
+    );
+}
+
+#[test]
+#[ignore = "trains three small 3D networks (about a minute in release); CI runs it with --release --ignored"]
+fn umamba_trains_in_bf16_and_f16_to_the_f32_dice_on_the_cpu() {
+    compare(
+        "U-Mamba",
+        || Box::new(small_umamba()),
+        UMAMBA_SIZE,
+        UMAMBA_STEPS,
+        Device::Cpu,
+    );
 }
 
 #[test]
@@ -187,13 +224,28 @@ fn swin_unetr_and_umamba_train_in_bf16_and_f16_to_the_f32_dice_on_cuda() {
             return;
         }
     };
-    compare("Swin UNETR (CUDA)", || Box::new(small_swin()), SWIN_SIZE, 40, device);
-    compare("U-Mamba (CUDA)", || Box::new(small_umamba()), UMAMBA_SIZE, 60, device);
+    compare(
+        "Swin UNETR (CUDA)",
+        || Box::new(small_swin()),
+        SWIN_SIZE,
+        SWIN_STEPS,
+        device,
+    );
+    compare(
+        "U-Mamba (CUDA)",
+        || Box::new(small_umamba()),
+        UMAMBA_SIZE,
+        UMAMBA_STEPS,
+        device,
+    );
 }
 
 #[test]
 fn one_bf16_step_of_each_network_reaches_the_parameters_an_f32_step_reaches_in_f32() {
-    for (net, size) in [(Box::new(small_swin()) as Box<dyn Net>, SWIN_SIZE), (Box::new(small_umamba()), UMAMBA_SIZE)] {
+    for (net, size) in [
+        (Box::new(small_swin()) as Box<dyn Net>, SWIN_SIZE),
+        (Box::new(small_umamba()), UMAMBA_SIZE),
+    ] {
         let (x, y) = sphere(size, 0);
         let grads = |p: Precision| {
             let loss = p.run(|| dice_ce(&net.logits(&x)?, &y)).unwrap();

@@ -143,58 +143,54 @@ fn sorted_from(root: &Arc<Node>) -> Vec<Arc<Node>> {
     post_order
 }
 
-/// Runs the backward pass without recording, and with autocast off: each op's backward computes in
-/// the dtypes its forward recorded.
 pub(crate) fn run_backward(root: &Arc<Node>, grad: Tensor) -> Result<Gradients> {
     no_grad(|| {
-        crate::no_autocast(|| {
-            let mut pending: HashMap<TensorId, Tensor> = HashMap::from([(root.id, grad)]);
-            let mut leaves = Gradients::default();
-            for node in sorted_from(root) {
-                let Some(grad) = pending.remove(&node.id) else {
+        let mut pending: HashMap<TensorId, Tensor> = HashMap::from([(root.id, grad)]);
+        let mut leaves = Gradients::default();
+        for node in sorted_from(root) {
+            let Some(grad) = pending.remove(&node.id) else {
+                continue;
+            };
+            if node.is_leaf() {
+                leaves.0.insert(node.id, grad);
+                continue;
+            }
+            let backward = node
+                .backward
+                .lock()
+                .expect("autodiff node lock poisoned")
+                .take()
+                .ok_or_else(|| {
+                    Error::Backward("this graph was already differentiated once; run the forward again".into())
+                })?;
+            let input_grads = backward.backward(&grad)?;
+            drop(grad);
+            if input_grads.len() != node.inputs.len() {
+                return Err(Error::Backward(format!(
+                    "an op returned {} gradients for {} inputs",
+                    input_grads.len(),
+                    node.inputs.len()
+                )));
+            }
+            for (input, g) in node.inputs.iter().zip(input_grads) {
+                let (Some(input), Some(g)) = (input, g) else {
                     continue;
                 };
-                if node.is_leaf() {
-                    leaves.0.insert(node.id, grad);
-                    continue;
-                }
-                let backward = node
-                    .backward
-                    .lock()
-                    .expect("autodiff node lock poisoned")
-                    .take()
-                    .ok_or_else(|| {
-                        Error::Backward("this graph was already differentiated once; run the forward again".into())
-                    })?;
-                let input_grads = backward.backward(&grad)?;
-                drop(grad);
-                if input_grads.len() != node.inputs.len() {
+                if g.shape() != input.shape.as_slice() {
                     return Err(Error::Backward(format!(
-                        "an op returned {} gradients for {} inputs",
-                        input_grads.len(),
-                        node.inputs.len()
+                        "gradient of shape {:?} for an input of shape {:?}",
+                        g.shape(),
+                        input.shape
                     )));
                 }
-                for (input, g) in node.inputs.iter().zip(input_grads) {
-                    let (Some(input), Some(g)) = (input, g) else {
-                        continue;
-                    };
-                    if g.shape() != input.shape.as_slice() {
-                        return Err(Error::Backward(format!(
-                            "gradient of shape {:?} for an input of shape {:?}",
-                            g.shape(),
-                            input.shape
-                        )));
-                    }
-                    let sum = match pending.remove(&input.id) {
-                        Some(previous) => previous.add(&g)?,
-                        None => g,
-                    };
-                    pending.insert(input.id, sum);
-                }
+                let sum = match pending.remove(&input.id) {
+                    Some(previous) => previous.add(&g)?,
+                    None => g,
+                };
+                pending.insert(input.id, sum);
             }
-            Ok(leaves)
-        })
+        }
+        Ok(leaves)
     })
 }
 

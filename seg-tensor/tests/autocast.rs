@@ -148,7 +148,12 @@ fn scopes_nest_disable_and_restore() {
             assert_eq!(randn(&[2, 2], 0).matmul(&randn(&[2, 2], 1))?.dtype(), DType::F16);
             Ok(())
         })?;
-        no_autocast(|| assert_eq!(randn(&[2, 2], 0).matmul(&randn(&[2, 2], 1)).unwrap().dtype(), DType::F32));
+        no_autocast(|| {
+            assert_eq!(
+                randn(&[2, 2], 0).matmul(&randn(&[2, 2], 1)).unwrap().dtype(),
+                DType::F32
+            )
+        });
         assert_eq!(autocast_dtype(), Some(DType::BF16));
         Ok(())
     })

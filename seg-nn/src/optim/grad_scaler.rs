@@ -187,7 +187,13 @@ mod tests {
             bias: layer.bias.map(|b| b.requires_grad()),
         };
         let x = Tensor::from_vec(vec![1.0f32, -2.0, 0.5], &[1, 3]).unwrap();
-        let loss = layer.forward(&x).unwrap().mul_scalar(factor).unwrap().sum_all().unwrap();
+        let loss = layer
+            .forward(&x)
+            .unwrap()
+            .mul_scalar(factor)
+            .unwrap()
+            .sum_all()
+            .unwrap();
         let grads = ParamGrads::from_backward(&layer, &scaler.scale(&loss).unwrap().backward().unwrap()).unwrap();
         (layer, grads)
     }
@@ -216,7 +222,10 @@ mod tests {
         scaler.unscale(&mut scaled).unwrap();
         assert_eq!(scaled.get(name).unwrap(), plain.get(name).unwrap());
         assert!(scaler.unscale(&mut scaled).is_err(), "twice in one iteration");
-        let half_loss = Tensor::from_vec(vec![3.0f32], &[]).unwrap().to_dtype(DType::F16).unwrap();
+        let half_loss = Tensor::from_vec(vec![3.0f32], &[])
+            .unwrap()
+            .to_dtype(DType::F16)
+            .unwrap();
         let scaled_loss = scaler.scale(&half_loss).unwrap();
         assert_eq!((scaled_loss.dtype(), scaled_loss.item().unwrap()), (DType::F32, 3072.0));
     }
@@ -284,7 +293,10 @@ mod tests {
         assert!(scaler.update().is_err());
         let mut disabled = GradScaler::disabled();
         let (mut layer, mut grads) = gradients(&disabled, f64::NAN);
-        assert!(disabled.step(&mut Sgd::new(0.1), &mut layer, &mut grads).unwrap(), "no checks when disabled");
+        assert!(
+            disabled.step(&mut Sgd::new(0.1), &mut layer, &mut grads).unwrap(),
+            "no checks when disabled"
+        );
         disabled.update().unwrap();
     }
 }
