@@ -2,7 +2,7 @@
 //! synthetic 3D task (a bright sphere in noise) under bf16 autocast, and under f16 autocast with
 //! dynamic loss scaling, to within a small Dice margin of the same run in f32.
 //!
-//! The CPU runs take about a minute in a release build:
+//! The CPU runs take one to two minutes each in a release build:
 //! `cargo test --release -p seg-models --test mixed_precision -- --ignored`. The CUDA runs skip
 //! with a printed reason where no GPU is present.
 
@@ -184,7 +184,7 @@ fn compare(what: &str, make: impl Fn() -> Box<dyn Net>, size: [usize; 3], steps:
         let d = dice(p);
         println!("{what}: Dice f32 {f32_dice:.3}, {p:?} {d:.3}");
         assert!(
-            (d - f32_dice).abs() < 0.05,
+            (d - f32_dice).abs() < 0.03,
             "{what}: {p:?} Dice {d:.3} vs f32 {f32_dice:.3}"
         );
     }
@@ -192,7 +192,7 @@ fn compare(what: &str, make: impl Fn() -> Box<dyn Net>, size: [usize; 3], steps:
 }
 
 #[test]
-#[ignore = "trains three small 3D networks (about a minute in release); CI runs it with --release --ignored"]
+#[ignore = "trains three small 3D networks (a minute or two in release); CI runs it with --release --ignored"]
 fn swin_unetr_trains_in_bf16_and_f16_to_the_f32_dice_on_the_cpu() {
     compare(
         "Swin UNETR",
@@ -204,7 +204,7 @@ fn swin_unetr_trains_in_bf16_and_f16_to_the_f32_dice_on_the_cpu() {
 }
 
 #[test]
-#[ignore = "trains three small 3D networks (about a minute in release); CI runs it with --release --ignored"]
+#[ignore = "trains three small 3D networks (a minute or two in release); CI runs it with --release --ignored"]
 fn umamba_trains_in_bf16_and_f16_to_the_f32_dice_on_the_cpu() {
     compare(
         "U-Mamba",
