@@ -40,9 +40,9 @@
 //!
 //! The kernels compute in f32 (f64): an op whose inputs are f16/bf16 converts them to f32, computes,
 //! and rounds the output to the half type once, so its value is "f32 compute on the half-rounded
-//! inputs, rounded output" on every device (the CUDA kernels that compute natively on half storage
-//! with f32 accumulation give the same up to summation order). The backward pass runs with autocast
-//! off, in the dtypes the forward recorded.
+//! inputs, rounded output" on every device. The fused CUDA kernels of `window_attention` and
+//! `selective_scan` take f16/bf16 storage themselves (accumulating in f32: the same value up to
+//! summation order). The backward pass runs with autocast off, in the dtypes the forward recorded.
 //!
 //! Differences from PyTorch: one setting for every device (PyTorch keeps one per device type); and the
 //! half-precision backward of a listed op is an f32 backward whose gradients are rounded to the half
