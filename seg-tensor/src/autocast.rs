@@ -19,7 +19,7 @@
 //! ```
 //!
 //! While [`autocast`] runs its closure, every op follows one of PyTorch's autocast policies
-//! ("autocast op reference", CUDA lists), by a hook at the op's entry ([`dispatch`]):
+//! ("autocast op reference", CUDA lists), by a hook at the op's entry:
 //!
 //! - **lower precision** (`Policy::Lower`): `conv1d/2d/3d`, `conv_transpose1d/2d/3d`, `matmul`, `linear`
 //!   (PyTorch's `mm`, `bmm`, `addmm`, `linear` family) and the fused `window_attention` (PyTorch's
@@ -34,7 +34,9 @@
 //!   elementwise ops (`add`, `sub`, `mul`, `div`, `maximum`, `minimum`), comparisons, `where_`, `cat`
 //!   and `stack`, `scatter_add` and `selective_scan` run in the widest float type of their inputs
 //!   (bf16 with f32 is f32, f16 with bf16 is f32).
-//! - everything else (`Policy::Same`) runs in its input's type.
+//! - everything else (`Policy::Same`: the other elementwise functions such as `relu`, `gelu`, `silu`,
+//!   pooling, interpolation, `pad`/`roll`/`flip`, `index_select`, `max_dim`/`argmax`, views) runs in
+//!   its input's type.
 //!
 //! f64 inputs are never cast (as in PyTorch), so gradient checks in f64 are unaffected.
 //!

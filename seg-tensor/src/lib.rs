@@ -13,7 +13,7 @@
 //! # }
 //! ```
 
-mod autocast;
+pub mod autocast;
 mod autograd;
 mod checkpoint;
 mod cuda;
