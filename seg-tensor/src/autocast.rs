@@ -82,7 +82,8 @@ pub fn no_autocast<R>(f: impl FnOnce() -> R) -> R {
     with_autocast(None, f)
 }
 
-fn with_autocast<R>(dtype: Option<DType>, f: impl FnOnce() -> R) -> R {
+/// Runs `f` with the autocast setting `dtype` (`None`: off), restoring the previous one after.
+pub(crate) fn with_autocast<R>(dtype: Option<DType>, f: impl FnOnce() -> R) -> R {
     struct Restore(Option<DType>);
     impl Drop for Restore {
         fn drop(&mut self) {
