@@ -3,8 +3,9 @@
 
 use std::sync::Arc;
 
+use crate::autocast::{autocast_dtype, with_autocast};
 use crate::autograd::{with_grad_enabled, Backward};
-use crate::{no_grad, Result, Tensor};
+use crate::{no_grad, DType, Result, Tensor};
 
 /// A function to checkpoint: the output from the input (the parameters it uses are captured).
 pub type CheckpointFn = Arc<dyn Fn(&Tensor) -> Result<Tensor> + Send + Sync>;
@@ -13,12 +14,14 @@ pub type CheckpointFn = Arc<dyn Fn(&Tensor) -> Result<Tensor> + Send + Sync>;
 /// that (PyTorch's `torch.utils.checkpoint`). `params` are the leaves `f` uses that need gradients
 /// (a module's parameters): they must be leaves, since the recomputed graph is differentiated only
 /// back to them and to `x`. The result equals `f(x)`'s, gradients included; memory holds only `x`
-/// and `y` between the forward and the backward.
+/// and `y` between the forward and the backward. The recomputation runs under the autocast setting
+/// of the forward, as PyTorch's does.
 pub fn checkpoint(f: CheckpointFn, x: &Tensor, params: &[Tensor]) -> Result<Tensor> {
     let y = no_grad(|| f(x))?;
     let inputs: Vec<&Tensor> = std::iter::once(x).chain(params).collect();
     Ok(Tensor::from_op(y, &inputs, |_| Recompute {
         f,
+        autocast: autocast_dtype(),
         x: x.detach(),
         x_tracks: x.tracks_grad(),
         params: params.to_vec(),
@@ -27,6 +30,8 @@ pub fn checkpoint(f: CheckpointFn, x: &Tensor, params: &[Tensor]) -> Result<Tens
 
 struct Recompute {
     f: CheckpointFn,
+    /// The autocast setting of the forward.
+    autocast: Option<DType>,
     x: Tensor,
     x_tracks: bool,
     params: Vec<Tensor>,
@@ -39,7 +44,7 @@ impl Backward for Recompute {
         } else {
             self.x.clone()
         };
-        let y = with_grad_enabled(true, || (self.f)(&x))?;
+        let y = with_autocast(self.autocast, || with_grad_enabled(true, || (self.f)(&x)))?;
         if !y.tracks_grad() {
             return Ok(vec![None; 1 + self.params.len()]);
         }
@@ -71,5 +76,18 @@ mod tests {
             let (a, b) = (plain.get(t).unwrap().to_vec_f64(), ckpt.get(t).unwrap().to_vec_f64());
             assert!(a.iter().zip(&b).all(|(a, b)| (a - b).abs() < 1e-12));
         }
+    }
+
+    #[test]
+    fn the_recomputation_runs_under_the_forwards_autocast() {
+        let w = Tensor::randn(&[4, 3], 1, DType::F32).unwrap().requires_grad();
+        let x = Tensor::randn(&[5, 3], 2, DType::F32).unwrap();
+        let w2 = w.clone();
+        let f: CheckpointFn = Arc::new(move |x| x.linear(&w2, None)?.tanh());
+        let loss = |y: Tensor| y.sum_all().unwrap().backward().unwrap().get(&w).unwrap().to_vec_f64();
+        let plain = loss(crate::autocast(DType::BF16, || f(&x)).unwrap());
+        let y = crate::autocast(DType::BF16, || checkpoint(f.clone(), &x, std::slice::from_ref(&w))).unwrap();
+        assert_eq!(y.dtype(), DType::BF16);
+        assert_eq!(loss(y), plain);
     }
 }

@@ -13,6 +13,7 @@
 //! # }
 //! ```
 
+pub mod autocast;
 mod autograd;
 mod checkpoint;
 mod cuda;
@@ -26,6 +27,7 @@ mod random;
 mod storage;
 mod tensor;
 
+pub use autocast::{autocast, autocast_dtype, no_autocast};
 pub use autograd::{is_grad_enabled, no_grad, Backward, Gradients};
 pub use checkpoint::{checkpoint, CheckpointFn};
 pub use dtype::{DType, Element, Float};

@@ -371,7 +371,8 @@ impl Tensor {
                 found: grad.shape().to_vec(),
             });
         }
-        autograd::run_backward(node, grad.detach())
+        // Each op's backward computes in the dtypes its forward recorded: autocast is off.
+        crate::no_autocast(|| autograd::run_backward(node, grad.detach()))
     }
 }
 

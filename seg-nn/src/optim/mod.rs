@@ -6,11 +6,13 @@
 //! buffers directly (no autodiff graph) and replace each parameter by a fresh leaf.
 
 mod adam;
+mod grad_scaler;
 mod grads;
 mod schedule;
 mod sgd;
 
 pub use adam::Adam;
+pub use grad_scaler::GradScaler;
 pub use grads::ParamGrads;
 pub use schedule::{CosineWarmup, PolyLr};
 pub use sgd::Sgd;

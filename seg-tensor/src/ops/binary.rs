@@ -1,6 +1,7 @@
 //! Elementwise functions of two tensors with NumPy broadcasting: `y = f(a, b)`, backward
 //! `da = sum_to(dy * df/da)`, `db = sum_to(dy * df/db)` over the broadcast axes.
 
+use crate::autocast::{self, Policy};
 use crate::autograd::Backward;
 use crate::layout::{broadcast_shape, numel};
 use seg_kernels::cuda::BinaryKernel;
@@ -158,6 +159,15 @@ impl Backward for BinaryBackward {
 impl Tensor {
     /// `op(self, other)` elementwise with broadcasting, differentiable in both operands.
     pub fn binary(&self, other: &Tensor, op: Binary) -> Result<Tensor> {
+        // Mixed float types promote (bf16 + f32 is f32); `pow` is on autocast's f32 list.
+        let policy = if op == Binary::Pow {
+            Policy::Fp32
+        } else {
+            Policy::Promote
+        };
+        if let Some(y) = autocast::dispatch(policy, &[self, other], |t| t[0].binary(&t[1], op))? {
+            return Ok(y);
+        }
         expect_float(op.name(), self)?;
         expect_same_kind(op.name(), self, other)?;
         let shape = broadcast_shape(op.name(), self.shape(), other.shape())?;

@@ -1,5 +1,6 @@
 //! Comparisons producing u8 masks (1 where true), and `where_` selecting by a mask.
 
+use crate::autocast::{self, Policy};
 use crate::autograd::Backward;
 use crate::layout::broadcast_shape;
 use seg_kernels::cuda::CompareKernel;
@@ -32,6 +33,9 @@ impl Cmp {
 
 impl Tensor {
     fn compare(&self, other: &Tensor, cmp: Cmp) -> Result<Tensor> {
+        if let Some(y) = autocast::dispatch(Policy::Promote, &[self, other], |t| t[0].compare(&t[1], cmp))? {
+            return Ok(y);
+        }
         expect_same_kind("compare", self, other)?;
         let shape = broadcast_shape("compare", self.shape(), other.shape())?;
         if on_cuda(self) {
@@ -84,6 +88,10 @@ impl Tensor {
                 expected: "a u8 mask",
                 found: self.dtype(),
             });
+        }
+        let select = |t: &[Tensor]| self.where_(&t[0], &t[1]);
+        if let Some(y) = autocast::dispatch(Policy::Promote, &[on_true, on_false], select)? {
+            return Ok(y);
         }
         expect_same_kind("where", on_true, on_false)?;
         let shape = broadcast_shape("where", self.shape(), on_true.shape())?;

@@ -1,5 +1,6 @@
 //! Joining and splitting along an axis: cat, stack, split, chunk.
 
+use crate::autocast::{self, Policy};
 use crate::autograd::Backward;
 use crate::layout::normalize_dim;
 use crate::ops::tensor_from;
@@ -42,6 +43,9 @@ impl Tensor {
         let first = tensors
             .first()
             .ok_or_else(|| Error::invalid("cat", "no tensors to join"))?;
+        if let Some(promoted) = autocast::cast_inputs(Policy::Promote, tensors)? {
+            return Tensor::cat(&promoted.iter().collect::<Vec<_>>(), dim);
+        }
         let d = normalize_dim("cat", dim, first.rank())?;
         let mut shape = first.shape().to_vec();
         shape[d] = 0;

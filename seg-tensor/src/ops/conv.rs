@@ -3,6 +3,7 @@
 
 use seg_kernels::cpu::conv::{conv_backward_data, conv_backward_weight, conv_forward, ConvGeometry};
 
+use crate::autocast::{self, Policy};
 use crate::autograd::Backward;
 use crate::ops::{expect_float, expect_same_kind, tensor_from};
 use crate::{with_float, Error, Result, Tensor};
@@ -128,6 +129,10 @@ impl Tensor {
     /// Convolution of `self` `(N, Cin, *spatial)` (1 to 3 spatial axes) with `weight`
     /// `(Cout, Cin / groups, *kernel)` plus `bias` `(Cout)`, as `torch.nn.functional.conv{1,2,3}d`.
     pub fn conv(&self, weight: &Tensor, bias: Option<&Tensor>, opts: &ConvOptions) -> Result<Tensor> {
+        let inputs = autocast::flat(&[self, weight], &[bias]);
+        if let Some(y) = autocast::dispatch(Policy::Lower, &inputs, |t| t[0].conv(&t[1], t.get(2), opts))? {
+            return Ok(y);
+        }
         expect_float("conv", self)?;
         expect_same_kind("conv", self, weight)?;
         crate::ops::expect_same_device("conv", self, weight)?;

@@ -10,6 +10,7 @@
 use seg_kernels::cpu::conv::{add_channel_bias, conv_backward_data, conv_backward_weight, conv_forward, ConvGeometry};
 use seg_kernels::cpu::gemm::GemmElement;
 
+use crate::autocast::{self, Policy};
 use crate::autograd::Backward;
 use crate::ops::conv::{per_axis, three, with_bias_grad};
 use crate::ops::{expect_float, expect_same_kind, tensor_from};
@@ -102,6 +103,11 @@ impl Tensor {
         bias: Option<&Tensor>,
         opts: &ConvTransposeOptions,
     ) -> Result<Tensor> {
+        let inputs = autocast::flat(&[self, weight], &[bias]);
+        let lowered = |t: &[Tensor]| t[0].conv_transpose(&t[1], t.get(2), opts);
+        if let Some(y) = autocast::dispatch(Policy::Lower, &inputs, lowered)? {
+            return Ok(y);
+        }
         expect_float("conv_transpose", self)?;
         expect_same_kind("conv_transpose", self, weight)?;
         crate::ops::expect_same_device("conv_transpose", self, weight)?;

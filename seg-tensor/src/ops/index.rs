@@ -1,5 +1,6 @@
 //! Indexing by integer tensors: gather / scatter_add along an axis, index_select, one_hot.
 
+use crate::autocast::{self, Policy};
 use crate::autograd::Backward;
 use crate::layout::{contiguous_strides, normalize_dim, numel};
 use crate::ops::{expect_float, expect_same_kind, on_cuda, tensor_from};
@@ -142,6 +143,10 @@ impl Tensor {
     /// `torch.scatter_add` (out of place).
     pub fn scatter_add(&self, dim: isize, index: &Tensor, src: &Tensor) -> Result<Tensor> {
         expect_index("scatter_add", index)?;
+        let add = |t: &[Tensor]| t[0].scatter_add(dim, index, &t[1]);
+        if let Some(y) = autocast::dispatch(Policy::Promote, &[self, src], add)? {
+            return Ok(y);
+        }
         expect_float("scatter_add", self)?;
         expect_same_kind("scatter_add", self, src)?;
         let d = normalize_dim("scatter_add", dim, self.rank())?;
@@ -175,6 +180,9 @@ impl Tensor {
     /// The slices at positions `index` (1-D, i64) along `dim`, as `torch.index_select`.
     pub fn index_select(&self, dim: isize, index: &Tensor) -> Result<Tensor> {
         expect_index("index_select", index)?;
+        if let Some(y) = autocast::dispatch(Policy::Same, &[self], |t| t[0].index_select(dim, index))? {
+            return Ok(y);
+        }
         crate::ops::expect_same_device("index_select", self, index)?;
         let d = normalize_dim("index_select", dim, self.rank())?;
         if index.rank() != 1 {

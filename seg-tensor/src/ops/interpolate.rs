@@ -5,6 +5,7 @@
 
 use seg_kernels::cpu::interpolate::{interpolate_backward, interpolate_forward, InterpGeometry, InterpMode};
 
+use crate::autocast::{self, Policy};
 use crate::autograd::Backward;
 use crate::ops::pool::{expect_batched, per_axis, three};
 use crate::ops::{expect_float, on_cuda, tensor_from};
@@ -136,6 +137,9 @@ impl Tensor {
     /// no `recompute_scale_factor`) the source positions use `1 / scale_factor`, else `input / output`;
     /// see `seg_kernels::cpu::interpolate` for each mode's rule.
     pub fn interpolate(&self, opts: &InterpolateOptions) -> Result<Tensor> {
+        if let Some(y) = autocast::dispatch(Policy::Same, &[self], |t| t[0].interpolate(opts))? {
+            return Ok(y);
+        }
         const OP: &str = "interpolate";
         expect_float(OP, self)?;
         let rank = self.rank().saturating_sub(2);

@@ -8,6 +8,7 @@
 use rayon::prelude::*;
 use seg_kernels::cpu::gemm::{gemm, MatLayout, MatMut, MatRef};
 
+use crate::autocast::{self, Policy};
 use crate::autograd::Backward;
 use crate::layout::{broadcast_shape, numel, Layout};
 use crate::ops::{expect_float, expect_same_kind, tensor_from};
@@ -142,6 +143,9 @@ impl Tensor {
     /// Matrix product with `torch.matmul`'s rules: vectors are promoted to matrices and the added
     /// axis removed again, batch axes broadcast.
     pub fn matmul(&self, other: &Tensor) -> Result<Tensor> {
+        if let Some(y) = autocast::dispatch(Policy::Lower, &[self, other], |t| t[0].matmul(&t[1]))? {
+            return Ok(y);
+        }
         expect_float("matmul", self)?;
         expect_same_kind("matmul", self, other)?;
         match (self.rank(), other.rank()) {
@@ -163,6 +167,10 @@ impl Tensor {
 
     /// `x W^T + b` over the last axis, as `torch.nn.functional.linear` (weight `(out, in)`).
     pub fn linear(&self, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+        let inputs = autocast::flat(&[self, weight], &[bias]);
+        if let Some(y) = autocast::dispatch(Policy::Lower, &inputs, |t| t[0].linear(&t[1], t.get(2)))? {
+            return Ok(y);
+        }
         let in_features = self.shape().last().copied().unwrap_or(1);
         if weight.rank() != 2 || weight.shape()[1] != in_features {
             return Err(Error::ShapeMismatch {

@@ -7,6 +7,7 @@ use seg_kernels::cpu::norm::{
     NormGeometry, NormGrads, RowGeometry, StatsOver,
 };
 
+use crate::autocast::{self, Policy};
 use crate::autograd::Backward;
 use crate::ops::{expect_float, expect_same_kind, on_cuda, tensor_from};
 use crate::{with_float, DType, Element, Error, Result, Tensor};
@@ -153,6 +154,12 @@ fn check_rank(op: &'static str, x: &Tensor, min: usize, what: &str) -> Result<()
     Ok(())
 }
 
+/// The weight and bias among the tensors `autocast::dispatch` passed (`t[0]` is the input).
+fn affine_parts<'a>(t: &'a [Tensor], affine: &[Option<&Tensor>; 2]) -> [Option<&'a Tensor>; 2] {
+    let parts = autocast::unflat(&t[1..], affine);
+    [parts[0], parts[1]]
+}
+
 impl Tensor {
     /// The checked geometry of a channel norm of `self` `(N, C, ...)` with `weight`/`bias` `(C)`.
     fn channel_geometry(
@@ -230,6 +237,14 @@ impl Tensor {
     /// `(N, C, *spatial)` (at least one spatial axis, more than one spatial element) normalised by its
     /// own mean and biased variance, then `y = xhat weight[c] + bias[c]` (`weight`, `bias`: `(C)`).
     pub fn instance_norm(&self, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f64) -> Result<Tensor> {
+        let affine = [weight, bias];
+        let norm = |t: &[Tensor]| {
+            let [w, b] = affine_parts(t, &affine);
+            t[0].instance_norm(w, b, eps)
+        };
+        if let Some(y) = autocast::dispatch(Policy::Fp32, &autocast::flat(&[self], &affine), norm)? {
+            return Ok(y);
+        }
         check_rank("instance_norm", self, 3, "(N, C, *spatial) with a spatial axis")?;
         if self.shape()[2..].iter().product::<usize>() == 1 {
             return Err(Error::invalid(
@@ -258,6 +273,14 @@ impl Tensor {
         bias: Option<&Tensor>,
         eps: f64,
     ) -> Result<Tensor> {
+        let affine = [weight, bias];
+        let norm = |t: &[Tensor]| {
+            let [w, b] = affine_parts(t, &affine);
+            t[0].group_norm(num_groups, w, b, eps)
+        };
+        if let Some(y) = autocast::dispatch(Policy::Fp32, &autocast::flat(&[self], &affine), norm)? {
+            return Ok(y);
+        }
         let groups = StatsOver::Groups(num_groups);
         if on_cuda(self) {
             self.channel_geometry("group_norm", groups, weight, bias)?;
@@ -276,6 +299,14 @@ impl Tensor {
         bias: Option<&Tensor>,
         eps: f64,
     ) -> Result<Tensor> {
+        let affine = [weight, bias];
+        let norm = |t: &[Tensor]| {
+            let [w, b] = affine_parts(t, &affine);
+            t[0].layer_norm(normalized_shape, w, b, eps)
+        };
+        if let Some(y) = autocast::dispatch(Policy::Fp32, &autocast::flat(&[self], &affine), norm)? {
+            return Ok(y);
+        }
         const OP: &str = "layer_norm";
         expect_float(OP, self)?;
         let k = normalized_shape.len();
@@ -349,6 +380,17 @@ impl Tensor {
         momentum: Option<f64>,
         eps: f64,
     ) -> Result<Tensor> {
+        let affine = [weight, bias];
+        let inputs = autocast::flat(&[self], &affine);
+        // The closure takes `stats` only when it runs: keep it reachable for the plain path.
+        let mut stats = stats;
+        let norm = |t: &[Tensor]| {
+            let [w, b] = affine_parts(t, &affine);
+            t[0].batch_norm(stats.as_deref_mut(), w, b, training, momentum, eps)
+        };
+        if let Some(y) = autocast::dispatch(Policy::Fp32, &inputs, norm)? {
+            return Ok(y);
+        }
         const OP: &str = "batch_norm";
         check_rank(OP, self, 2, "(N, C, ...)")?;
         let channels = self.shape()[1];

@@ -3,6 +3,7 @@
 //! gradient into the input position it read (positions read twice, as in reflect padding, sum). On
 //! CUDA the same maps drive `cuda/pad.cu` (constant padding there copies into a filled tensor).
 
+use crate::autocast::{self, Policy};
 use crate::autograd::Backward;
 use crate::layout::{contiguous_strides, normalize_dims};
 use crate::ops::tensor_from;
@@ -131,6 +132,10 @@ impl Tensor {
     }
 
     fn remap(&self, maps: Vec<AxisMap>, fill: f64) -> Result<Tensor> {
+        let maps = match autocast::dispatch(Policy::Same, &[self], |t| t[0].remap(maps.clone(), fill))? {
+            Some(y) => return Ok(y),
+            None => maps,
+        };
         let out = if crate::ops::on_cuda(self) {
             crate::cuda::remap(self, &maps, fill)?
         } else {

@@ -8,6 +8,7 @@ use seg_kernels::cpu::pool::{
     max_pool_forward, AdaptiveGeometry, AvgDivisor, PoolGeometry,
 };
 
+use crate::autocast::{self, Policy};
 use crate::autograd::Backward;
 use crate::ops::{expect_float, on_cuda, tensor_from};
 use crate::{cuda, with_float, Error, Result, Tensor};
@@ -213,6 +214,10 @@ impl Tensor {
     /// argmax of each output as an i64 tensor of flat indices within the input plane (PyTorch's
     /// `return_indices=True`). The indices do not track gradients.
     pub fn max_pool_with_indices(&self, rank: usize, opts: &MaxPoolOptions) -> Result<(Tensor, Tensor)> {
+        let pool = |t: &[Tensor]| t[0].max_pool_with_indices(rank, opts);
+        if let Some(y) = autocast::dispatch(Policy::Same, &[self], pool)? {
+            return Ok(y);
+        }
         const OP: &str = "max_pool";
         if !(1..=3).contains(&rank) {
             return Err(Error::invalid(
@@ -283,6 +288,9 @@ impl Tensor {
 
     /// Average pooling of `self` `(N, C, spatial...)` over its `rank` (1 to 3) spatial axes.
     pub fn avg_pool(&self, rank: usize, opts: &AvgPoolOptions) -> Result<Tensor> {
+        if let Some(y) = autocast::dispatch(Policy::Same, &[self], |t| t[0].avg_pool(rank, opts))? {
+            return Ok(y);
+        }
         const OP: &str = "avg_pool";
         if !(1..=3).contains(&rank) {
             return Err(Error::invalid(
@@ -342,6 +350,10 @@ impl Tensor {
     /// Adaptive average pooling of `self` `(N, C, spatial...)` to `output_size` (one value for all
     /// `rank` spatial axes, or one per axis): output `o` averages input `[floor(o in / out), ceil((o + 1) in / out))`.
     pub fn adaptive_avg_pool(&self, rank: usize, output_size: &[usize]) -> Result<Tensor> {
+        let pool = |t: &[Tensor]| t[0].adaptive_avg_pool(rank, output_size);
+        if let Some(y) = autocast::dispatch(Policy::Same, &[self], pool)? {
+            return Ok(y);
+        }
         const OP: &str = "adaptive_avg_pool";
         if !(1..=3).contains(&rank) {
             return Err(Error::invalid(

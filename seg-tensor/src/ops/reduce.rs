@@ -5,6 +5,7 @@ use std::borrow::Cow;
 
 use rayon::prelude::*;
 
+use crate::autocast::{self, Policy};
 use crate::autograd::Backward;
 use crate::layout::{normalize_dim, normalize_dims};
 use seg_kernels::cuda::ReduceKernel;
@@ -236,6 +237,10 @@ impl Tensor {
     }
 
     fn scaled_sum(&self, op: &'static str, dims: &[isize], keepdim: bool, mean: bool) -> Result<Tensor> {
+        let sum = |t: &[Tensor]| t[0].scaled_sum(op, dims, keepdim, mean);
+        if let Some(y) = autocast::dispatch(Policy::Fp32, &[self], sum)? {
+            return Ok(y);
+        }
         expect_float(op, self)?;
         let (out, keep_shape, count) = if on_cuda(self) {
             let scale = |count: usize| if mean { 1.0 / count as f64 } else { 1.0 };
@@ -258,6 +263,9 @@ impl Tensor {
 
     /// Variance over `dims` (all axes when empty) with `correction` (1 = unbiased, PyTorch's default).
     pub fn var(&self, dims: &[isize], correction: usize, keepdim: bool) -> Result<Tensor> {
+        if let Some(y) = autocast::dispatch(Policy::Fp32, &[self], |t| t[0].var(dims, correction, keepdim))? {
+            return Ok(y);
+        }
         expect_float("var", self)?;
         // Validate here so that a bad dim is reported as var's, not as the inner mean's.
         normalize_dims("var", dims, self.rank())?;
@@ -287,6 +295,9 @@ impl Tensor {
 
     /// `ln(sum(exp(x)))` over `dims`, computed stably as `m + ln(sum(exp(x - m)))`, `m` the maximum.
     pub fn logsumexp(&self, dims: &[isize], keepdim: bool) -> Result<Tensor> {
+        if let Some(y) = autocast::dispatch(Policy::Fp32, &[self], |t| t[0].logsumexp(dims, keepdim))? {
+            return Ok(y);
+        }
         expect_float("logsumexp", self)?;
         let (out, keep_shape) = if on_cuda(self) {
             let (out, keep, _) = cuda_reduce(self, "logsumexp", dims, keepdim, ReduceKernel::LogSumExp, |_| 1.0)?;
@@ -313,6 +324,10 @@ impl Tensor {
     }
 
     fn extreme(&self, op: &'static str, dim: isize, keepdim: bool, largest: bool) -> Result<(Tensor, Tensor)> {
+        let select = |t: &[Tensor]| t[0].extreme(op, dim, keepdim, largest);
+        if let Some(y) = autocast::dispatch(Policy::Same, &[self], select)? {
+            return Ok(y);
+        }
         let d = normalize_dim(op, dim, self.rank().max(1))?;
         fn run<T: Element>(
             t: &Tensor,

@@ -6,6 +6,7 @@ use seg_kernels::cpu::selective_scan::{
     ScanInputs, ScanShape,
 };
 
+use crate::autocast::{self, Policy};
 use crate::autograd::Backward;
 use crate::ops::{expect_kernel_float, expect_same_kind, on_cuda, tensor_from};
 use crate::{DType, Error, Result, Tensor};
@@ -179,6 +180,22 @@ impl Tensor {
         c: &Tensor,
         options: &ScanOptions,
     ) -> Result<(Tensor, Tensor)> {
+        let optional = [options.d, options.z, options.delta_bias];
+        let scan = |t: &[Tensor]| {
+            let o = autocast::unflat(&t[5..], &optional);
+            let options = ScanOptions {
+                d: o[0],
+                z: o[1],
+                delta_bias: o[2],
+                ..*options
+            };
+            t[0].selective_scan(&t[1], &t[2], &t[3], &t[4], &options)
+        };
+        // The CUDA kernels take f16/bf16 storage themselves.
+        let inputs = autocast::flat(&[self, delta, a, b, c], &optional);
+        if let Some(y) = autocast::dispatch_on(Policy::Promote, &inputs, on_cuda(self), scan)? {
+            return Ok(y);
+        }
         expect_kernel_float("selective_scan", self)?;
         let all = [
             Some(self),

@@ -6,6 +6,7 @@
 use num_traits::Zero;
 use rayon::prelude::*;
 
+use crate::autocast::{self, Policy};
 use crate::autograd::Backward;
 use crate::layout::normalize_dim;
 use crate::ops::{expect_float, tensor_from};
@@ -109,6 +110,9 @@ impl Backward for SoftmaxBackward {
 
 impl Tensor {
     fn softmax_impl(&self, dim: isize, log: bool) -> Result<Tensor> {
+        if let Some(y) = autocast::dispatch(Policy::Fp32, &[self], |t| t[0].softmax_impl(dim, log))? {
+            return Ok(y);
+        }
         let op = if log { "log_softmax" } else { "softmax" };
         expect_float(op, self)?;
         let d = normalize_dim(op, dim, self.rank())?;

@@ -1,5 +1,6 @@
 //! Elementwise functions of one tensor: `y = f(x)`, backward `dx = dy * f'(x)`.
 
+use crate::autocast::{self, Policy};
 use crate::autograd::Backward;
 use seg_kernels::cuda::UnaryKernel;
 
@@ -54,6 +55,15 @@ const SQRT_2_OVER_PI: f64 = 0.797_884_560_802_865_4;
 const GELU_TANH_C: f64 = 0.044715;
 
 impl Unary {
+    /// PyTorch's autocast list for the op: f32 for `exp`, `log`, `softplus` and `pow`, else the
+    /// input's type.
+    fn policy(self) -> Policy {
+        match self {
+            Unary::Exp | Unary::Log | Unary::Softplus { .. } | Unary::Powf { .. } => Policy::Fp32,
+            _ => Policy::Same,
+        }
+    }
+
     /// `f(x)`.
     pub fn apply<T: Float>(self, x: T) -> T {
         let c = |v: f64| T::from_f64(v);
@@ -270,6 +280,9 @@ impl Backward for UnaryBackward {
 impl Tensor {
     /// `op` applied elementwise, differentiable.
     pub fn unary(&self, op: Unary) -> Result<Tensor> {
+        if let Some(y) = autocast::dispatch(op.policy(), &[self], |t| t[0].unary(op))? {
+            return Ok(y);
+        }
         expect_float(op_name(op), self)?;
         let out = if on_cuda(self) {
             let (kernel, params) = op.kernel();

@@ -4,7 +4,7 @@
 use crate::autograd::Backward;
 use crate::layout::{broadcast_shape, normalize_dim, normalize_dims, numel, Layout};
 use crate::ops::tensor_from;
-use crate::{Error, Result, Tensor};
+use crate::{Element, Error, Result, Tensor};
 
 /// Backward of a view: the gradient reshaped, permuted, summed or padded back to the input.
 enum ViewBackward {
@@ -40,9 +40,9 @@ fn embed(grad: &Tensor, dim: usize, start: usize, size: usize) -> Result<Tensor>
         starts[dim] = start;
         return crate::cuda::assemble(ordinal, &shape, grad.dtype(), 0.0, &[(grad, starts)]);
     }
-    crate::with_float!(grad.dtype(), "narrow backward", T => {
+    crate::with_element!(grad.dtype(), T => {
         let g = grad.values::<T>()?;
-        let mut out = vec![<T as num_traits::Zero>::zero(); numel(&shape)];
+        let mut out = vec![T::from_f64(0.0); numel(&shape)];
         if len * inner > 0 {
             for (o, block) in g.chunks(len * inner).enumerate() {
                 out[(o * size + start) * inner..][..len * inner].copy_from_slice(block);

@@ -7,6 +7,7 @@ use seg_kernels::cpu::window_attention::{
     window_attention_forward_reference, WindowAttnGrads, WindowAttnInputs, WindowAttnShape,
 };
 
+use crate::autocast::{self, Policy};
 use crate::autograd::Backward;
 use crate::ops::{expect_kernel_float, expect_same_kind, on_cuda, tensor_from};
 use crate::{DType, Error, Float, Result, Tensor};
@@ -128,6 +129,15 @@ impl Tensor {
         heads: usize,
         scale: f64,
     ) -> Result<Tensor> {
+        let inputs = autocast::flat(&[self, bias.table], &[mask]);
+        let lowered = |t: &[Tensor]| {
+            let index = bias.index;
+            t[0].window_attention(RelativeBias { table: &t[1], index }, t.get(2), heads, scale)
+        };
+        // The CUDA kernels take f16/bf16 storage themselves.
+        if let Some(y) = autocast::dispatch_on(Policy::Lower, &inputs, on_cuda(self), lowered)? {
+            return Ok(y);
+        }
         expect_kernel_float("window_attention", self)?;
         expect_same_kind("window_attention", self, bias.table)?;
         if let Some(m) = mask {
