@@ -25,6 +25,22 @@ impl Device {
         gpu(ordinal)?;
         Ok(Device::Cuda(ordinal))
     }
+
+    /// `cpu`, `cuda` (device 0) or `cuda:N`, as a command line names a device; a CUDA device is
+    /// opened (see [`Device::cuda`]), so one that cannot be used is an error here.
+    pub fn parse(name: &str) -> Result<Device> {
+        match name {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Device::cuda(0),
+            other => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
+                Some(ordinal) => Device::cuda(ordinal),
+                None => Err(Error::invalid(
+                    "device",
+                    format!("expected cpu, cuda or cuda:N, found {other:?}"),
+                )),
+            },
+        }
+    }
 }
 
 impl std::fmt::Display for Device {
