@@ -47,7 +47,7 @@ impl Adam {
 }
 
 /// One step's constants: the hyper-parameters in f64 as given.
-struct AdamUpdate {
+pub(super) struct AdamUpdate {
     lr: f64,
     betas: (f64, f64),
     eps: f64,
@@ -125,15 +125,22 @@ impl Update for AdamUpdate {
     }
 }
 
-impl Optimizer for Adam {
-    fn step(&mut self, module: &mut dyn Module, grads: &ParamGrads) -> Result<()> {
-        let update = AdamUpdate {
+impl Adam {
+    /// This step's constants.
+    pub(super) fn update(&self) -> AdamUpdate {
+        AdamUpdate {
             lr: self.lr,
             betas: self.betas,
             eps: self.eps,
             weight_decay: self.weight_decay,
             decoupled: self.decoupled,
-        };
+        }
+    }
+}
+
+impl Optimizer for Adam {
+    fn step(&mut self, module: &mut dyn Module, grads: &ParamGrads) -> Result<()> {
+        let update = self.update();
         update_parameters(module, grads, &mut self.moments, &update)
     }
 

@@ -110,3 +110,46 @@ fn update_parameters(
     });
     failure.map_or(Ok(()), Err)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `update` for three steps on the host loop and on the tensor-op path (here on CPU
+    /// tensors, as a GPU runs it) and fails unless the parameters agree to f32 rounding.
+    fn tensor_path_follows_host(update: &impl Update) {
+        let n = 257;
+        let mut host = Tensor::randn(&[n], 1, DType::F32).unwrap().to_vec::<f32>().unwrap();
+        let mut state = vec![0.0; update.state_len(n)];
+        let mut p = Tensor::from_slice(&host, &[n]).unwrap();
+        let mut device_state = DeviceState::default();
+        for step in 0..3 {
+            let g = Tensor::randn(&[n], 10 + step, DType::F32).unwrap();
+            update.host(&mut host, &g.to_vec::<f32>().unwrap(), &mut state);
+            p = update.device(&p, &g, &mut device_state).unwrap();
+            device_state.steps += 1;
+            for (i, (a, b)) in p.to_vec::<f32>().unwrap().iter().zip(&host).enumerate() {
+                assert!((a - b).abs() <= 1e-6 * (1.0 + b.abs()), "step {step}, {i}: {a} vs {b}");
+            }
+        }
+    }
+
+    #[test]
+    fn sgd_tensor_path_follows_the_host_loop() {
+        for (mu, nesterov, wd) in [(0.0, false, 0.0), (0.9, false, 0.0), (0.99, true, 3e-5)] {
+            let mut sgd = Sgd::with_momentum(0.1, mu, nesterov);
+            sgd.weight_decay = wd;
+            sgd.dampening = 0.1;
+            tensor_path_follows_host(&sgd.update());
+        }
+    }
+
+    #[test]
+    fn adam_tensor_path_follows_the_host_loop() {
+        for mut adam in [Adam::new(1e-2), Adam::adamw(1e-2)] {
+            tensor_path_follows_host(&adam.update());
+            adam.decoupled = false;
+            tensor_path_follows_host(&adam.update());
+        }
+    }
+}

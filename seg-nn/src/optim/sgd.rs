@@ -42,7 +42,7 @@ impl Sgd {
 }
 
 /// One step's constants, in f32 as the host update uses them.
-struct SgdUpdate {
+pub(super) struct SgdUpdate {
     lr: f32,
     mu: f32,
     undamped: f32,
@@ -115,15 +115,22 @@ impl Update for SgdUpdate {
     }
 }
 
-impl Optimizer for Sgd {
-    fn step(&mut self, module: &mut dyn Module, grads: &ParamGrads) -> Result<()> {
-        let update = SgdUpdate {
+impl Sgd {
+    /// This step's constants.
+    pub(super) fn update(&self) -> SgdUpdate {
+        SgdUpdate {
             lr: self.lr as f32,
             mu: self.momentum as f32,
             undamped: (1.0 - self.dampening) as f32,
             wd: self.weight_decay as f32,
             nesterov: self.nesterov,
-        };
+        }
+    }
+}
+
+impl Optimizer for Sgd {
+    fn step(&mut self, module: &mut dyn Module, grads: &ParamGrads) -> Result<()> {
+        let update = self.update();
         update_parameters(module, grads, &mut self.states, &update)
     }
 
