@@ -39,8 +39,11 @@ struct Trace {
     tensors: Vec<(String, Vec<f64>)>,
 }
 
+/// Builds a fresh optimizer.
+type MakeOptimizer = fn() -> Box<dyn Optimizer>;
+
 /// Two training steps on `device` with the optimizer `make` builds; gradients clipped to norm 1.
-fn train(device: Device, make: fn() -> Box<dyn Optimizer>) -> Trace {
+fn train(device: Device, make: MakeOptimizer) -> Trace {
     let mut net = network(device);
     let mut opt = make();
     let (x, labels) = batch();
@@ -109,7 +112,7 @@ fn basic_unet_trains_on_cuda_as_on_the_cpu() {
     };
     // Adam's eps at 1e-3 keeps its step a smooth function of the gradient: a gradient that is
     // rounding noise (a bias before an instance norm) cannot flip a step of +-lr.
-    let optimizers: [(&str, fn() -> Box<dyn Optimizer>); 2] = [
+    let optimizers: [(&str, MakeOptimizer); 2] = [
         ("adam", || {
             let mut adam = Adam::new(1e-3);
             adam.eps = 1e-3;
