@@ -18,10 +18,10 @@ fn network(device: Device) -> BasicUNet {
     net
 }
 
-/// A (2, 1, 16, 16, 16) image and labels in 0..3.
+/// A (2, 1, 32, 32, 32) image and labels in 0..3 (the smallest size BasicUNet takes).
 fn batch() -> (Tensor, Tensor) {
-    let x = Tensor::randn(&[2, 1, 16, 16, 16], 1, DType::F32).unwrap();
-    let labels = Tensor::rand(&[2, 1, 16, 16, 16], 2, DType::F32)
+    let x = Tensor::randn(&[2, 1, 32, 32, 32], 1, DType::F32).unwrap();
+    let labels = Tensor::rand(&[2, 1, 32, 32, 32], 2, DType::F32)
         .unwrap()
         .mul_scalar(3.0)
         .unwrap()
