@@ -72,58 +72,15 @@ __device__ __forceinline__ i64 strided_offset(const Strided& l, i64 i) {
     return off;
 }
 
-// f16 and bf16 are stored as their 16 bits; these wrappers keep the types apart in templates.
-struct f16_bits { u16 v; };
-struct bf16_bits { u16 v; };
-
-// IEEE binary16 -> binary32, exact (subnormals: man * 2^-24).
-__device__ __forceinline__ float f16_to_f32(u16 h) {
-    u32 sign = (u32)(h & 0x8000u) << 16;
-    u32 exp = (h >> 10) & 0x1fu;
-    u32 man = h & 0x3ffu;
-    if (exp == 0) {
-        float f = (float)man * 5.9604644775390625e-8f;
-        return sign ? -f : f;
-    }
-    if (exp == 31) return __uint_as_float(sign | 0x7f800000u | (man << 13));
-    return __uint_as_float(sign | ((exp + 112u) << 23) | (man << 13));
-}
-
-// binary32 -> binary16, rounding to nearest even; overflow to inf, NaN stays NaN (quiet).
-__device__ __forceinline__ u16 f32_to_f16(float f) {
-    u32 x = __float_as_uint(f);
-    u32 sign = (x >> 16) & 0x8000u;
-    u32 ax = x & 0x7fffffffu;
-    if (ax > 0x7f800000u) return (u16)(sign | 0x7e00u);
-    if (ax >= 0x477ff000u) return (u16)(sign | 0x7c00u);  // >= 65520 rounds to inf
-    if (ax < 0x38800000u) {                              // below 2^-14: subnormal, units of 2^-24
-        float units = __uint_as_float(ax) * 16777216.0f; // exact (power of two), < 1024
-        return (u16)(sign | (u32)rintf(units));          // 1024 is the smallest normal's bits
-    }
-    u32 r = ax - 0x38000000u;                            // exponent rebiased from 127 to 15
-    r += 0xfffu + ((r >> 13) & 1u);
-    return (u16)(sign | (r >> 13));
-}
-
-// bfloat16 -> binary32: the high half of the bits.
-__device__ __forceinline__ float bf16_to_f32(u16 b) { return __uint_as_float((u32)b << 16); }
-
-// binary32 -> bfloat16, rounding to nearest even; NaN stays NaN (quiet).
-__device__ __forceinline__ u16 f32_to_bf16(float f) {
-    u32 x = __float_as_uint(f);
-    if ((x & 0x7fffffffu) > 0x7f800000u) return (u16)((x >> 16) | 0x40u);
-    x += 0x7fffu + ((x >> 16) & 1u);
-    return (u16)(x >> 16);
-}
-
 // Every element type to and from f64, with Rust's `as` semantics for the integers (saturating,
-// NaN -> 0, truncation toward zero). f16/bf16 round through f32.
+// NaN -> 0, truncation toward zero). f16/bf16 round through f32
+// (the conversions above).
 __device__ __forceinline__ double to_f64(float x) { return (double)x; }
 __device__ __forceinline__ double to_f64(double x) { return x; }
 __device__ __forceinline__ double to_f64(i64 x) { return (double)x; }
 __device__ __forceinline__ double to_f64(u8 x) { return (double)x; }
-__device__ __forceinline__ double to_f64(f16_bits x) { return (double)f16_to_f32(x.v); }
-__device__ __forceinline__ double to_f64(bf16_bits x) { return (double)bf16_to_f32(x.v); }
+__device__ __forceinline__ double to_f64(f16 x) { return (double)to_f32(x); }
+__device__ __forceinline__ double to_f64(bf16 x) { return (double)to_f32(x); }
 
 template <typename T> __device__ __forceinline__ T from_f64(double x);
 template <> __device__ __forceinline__ float from_f64<float>(double x) { return (float)x; }
@@ -139,16 +96,8 @@ template <> __device__ __forceinline__ u8 from_f64<u8>(double x) {
     if (x >= 255.0) return 255;
     return (u8)x;
 }
-template <> __device__ __forceinline__ f16_bits from_f64<f16_bits>(double x) {
-    f16_bits r;
-    r.v = f32_to_f16((float)x);
-    return r;
-}
-template <> __device__ __forceinline__ bf16_bits from_f64<bf16_bits>(double x) {
-    bf16_bits r;
-    r.v = f32_to_bf16((float)x);
-    return r;
-}
+template <> __device__ __forceinline__ f16 from_f64<f16>(double x) { return from_f32<f16>((float)x); }
+template <> __device__ __forceinline__ bf16 from_f64<bf16>(double x) { return from_f32<bf16>((float)x); }
 
 // One name per math function for f32 and f64.
 #define MATH1(name, f32fn, f64fn) \

@@ -26,10 +26,10 @@ FILL(64, u64)
         GRID_STRIDE_LOOP(i, n) { out[i] = from_f64<TB>(to_f64(x[strided_offset(l, i)])); } \
     }
 #define CAST_FROM(a, TA) \
-    CAST(a, TA, f16, f16_bits) CAST(a, TA, bf16, bf16_bits) CAST(a, TA, f32, float) \
+    CAST(a, TA, f16, f16) CAST(a, TA, bf16, bf16) CAST(a, TA, f32, float) \
     CAST(a, TA, f64, double) CAST(a, TA, i64, i64) CAST(a, TA, u8, u8)
-CAST_FROM(f16, f16_bits)
-CAST_FROM(bf16, bf16_bits)
+CAST_FROM(f16, f16)
+CAST_FROM(bf16, bf16)
 CAST_FROM(f32, float)
 CAST_FROM(f64, double)
 CAST_FROM(i64, i64)

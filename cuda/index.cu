@@ -18,8 +18,8 @@
             } \
         } \
     }
-GATHER(f16, f16_bits)
-GATHER(bf16, bf16_bits)
+GATHER(f16, f16)
+GATHER(bf16, bf16)
 GATHER(f32, float)
 GATHER(f64, double)
 GATHER(i64, i64)

@@ -37,6 +37,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    seg_tensor::retain_freed_memory();
     match Cli::parse().command {
         Command::Train(args) => report(cli::train::run(&args)),
         Command::Infer(args) => report(cli::infer::run(&args)),

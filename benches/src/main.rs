@@ -379,6 +379,7 @@ fn run_case(case: &Case, name: &str, device: Device) -> Result<()> {
 }
 
 fn main() {
+    seg_tensor::retain_freed_memory();
     let (only, device) = match parse_args() {
         Ok(args) => args,
         Err(e) => {

@@ -68,3 +68,48 @@ void attn_bwd(const int* a_dq, const int* a_dkv, const float* qkv, const float* 
     launch({gx_dkv, gy}, {128}, [&] { window_attention_backward_dkv_f32(q, qkv, bias, mask, lse, dout, dvec, dqkv); });
 }
 }
+extern "C" {
+// The norm kernels in the launchers' order: moments (unless `given`), apply, then the backward.
+void norm_all(const long long* stats_raw, const long long* affine_raw, const float* x, const float* w, const float* b,
+              const float* dy, double eps, int given, double* mean, double* var, float* y, double* sg, double* sgx,
+              float* dx, float* dw, float* db, long long n) {
+    Rows stats, affine;
+    memcpy(&stats, stats_raw, sizeof(Rows));
+    memcpy(&affine, affine_raw, sizeof(Rows));
+    unsigned srows = (unsigned)std::min<long long>(stats.rows, 3), arows = (unsigned)std::min<long long>(affine.rows, 3);
+    if (!given) launch({srows}, {256}, [&] { norm_moments_f32(x, stats, mean, var); });
+    launch({2}, {256}, [&] { norm_apply_f32(x, stats, mean, var, eps, w, b, affine, y, n); });
+    if (!given) launch({srows}, {256}, [&] { norm_backward_sums_f32(x, dy, stats, mean, var, eps, w, affine, sg, sgx); });
+    launch({2}, {256}, [&] { norm_backward_input_f32(x, dy, stats, mean, var, eps, w, affine, sg, sgx, given, dx, n); });
+    launch({arows}, {256}, [&] { norm_affine_grads_f32(x, dy, stats, mean, var, eps, affine, dw, db); });
+}
+}
+// Pooling, resampling and remaps (f32 and f64): forward then backward, a small grid so that the
+// grid-stride loops take several turns.
+template <class P> P from_raw(const void* raw) { P p; memcpy(&p, raw, sizeof(P)); return p; }
+extern "C" {
+#define RESAMPLE_API(S, T, B)                                                                                     \
+    void max_pool_##S(const void* raw, const T* x, T* y, long long* am, const T* dy, T* dx) {                    \
+        PoolParams p = from_raw<PoolParams>(raw);                                                               \
+        launch({3}, {64}, [&] { max_pool_forward_##S(p, x, y, am); });                                          \
+        launch({3}, {64}, [&] { max_pool_backward_##S(p, dy, am, dx); });                                       \
+    }                                                                                                           \
+    void avg_pool_##S(const void* raw, const T* x, T* y, const T* dy, T* dx) {                                   \
+        PoolParams p = from_raw<PoolParams>(raw);                                                               \
+        launch({3}, {64}, [&] { avg_pool_forward_##S(p, x, y); });                                              \
+        launch({3}, {64}, [&] { avg_pool_backward_##S(p, dy, dx); });                                           \
+    }                                                                                                           \
+    void interpolate_##S(const void* raw, const T* x, T* y, const T* dy, T* dx) {                                \
+        InterpParams p = from_raw<InterpParams>(raw);                                                           \
+        launch({3}, {64}, [&] { interpolate_forward_##S(p, x, y); });                                           \
+        launch({3}, {64}, [&] { interpolate_backward_##S(p, dy, dx); });                                        \
+    }                                                                                                           \
+    void remap_##S(const T* x, const void* lx, const void* lo, const long long* maps, const T* dy, T* y, T* dx,  \
+                   const void* ldx, long long n) {                                                              \
+        Strided sx = from_raw<Strided>(lx), so = from_raw<Strided>(lo), sdx = from_raw<Strided>(ldx);            \
+        launch({3}, {64}, [&] { remap_b##B((const u##B*)x, sx, so, maps, 0, (u##B*)y, n); });                 \
+        launch({3}, {64}, [&] { remap_backward_##S(dy, so, maps, dx, sdx, n); });                               \
+    }
+RESAMPLE_API(f32, float, 32)
+RESAMPLE_API(f64, double, 64)
+}

@@ -6,7 +6,7 @@ import sys
 
 cuda, out = sys.argv[1], sys.argv[2]
 src = open(f'{cuda}/common.cuh').read()
-for f in ['conv.cu', 'selective_scan.cu', 'window_attention.cu']:
+for f in ['conv.cu', 'selective_scan.cu', 'window_attention.cu', 'norm.cu', 'pool.cu', 'interpolate.cu', 'pad.cu']:
     src += f'\n#line 1 "{f}"\n' + open(f'{cuda}/{f}').read()
 for name in ['attn_shared', 'scan_shared']:
     src = src.replace(f'extern __shared__ float {name}[];', f'float* {name} = dyn_shared;')

@@ -19,26 +19,35 @@ dim3 blockDim, gridDim;
 #define asm(...)
 struct Warp {
     std::barrier<> bar{32};
-    float vals[32];
+    unsigned long long vals[32];
     unsigned mma_a[32][4], mma_b[32][2];
 };
 thread_local Warp* my_warp;
 std::barrier<>* block_bar;
 inline void __syncthreads() { block_bar->arrive_and_wait(); }
 inline void __syncwarp() { my_warp->bar.arrive_and_wait(); }
-inline float shfl_from(float v, int src) {
+template <class T> T shfl_from(T v, int src) {
+    static_assert(sizeof(T) <= 8);
     int lane = threadIdx.x % 32;
-    my_warp->vals[lane] = v; my_warp->bar.arrive_and_wait();
-    float r = my_warp->vals[src]; my_warp->bar.arrive_and_wait(); return r;
+    memcpy(&my_warp->vals[lane], &v, sizeof(T)); my_warp->bar.arrive_and_wait();
+    T r; memcpy(&r, &my_warp->vals[src], sizeof(T)); my_warp->bar.arrive_and_wait(); return r;
 }
-inline float __shfl_up_sync(unsigned, float v, int off) { int l = threadIdx.x % 32; return shfl_from(v, l >= off ? l - off : l); }
-inline float __shfl_down_sync(unsigned, float v, int off) { int l = threadIdx.x % 32; return shfl_from(v, l + off < 32 ? l + off : l); }
-inline float __shfl_xor_sync(unsigned, float v, int off) { int l = threadIdx.x % 32; return shfl_from(v, l ^ off); }
-inline float __shfl_sync(unsigned, float v, int src) { return shfl_from(v, src); }
+template <class T> T __shfl_up_sync(unsigned, T v, int off) { int l = threadIdx.x % 32; return shfl_from(v, l >= off ? l - off : l); }
+template <class T> T __shfl_down_sync(unsigned, T v, int off) { int l = threadIdx.x % 32; return shfl_from(v, l + off < 32 ? l + off : l); }
+template <class T> T __shfl_xor_sync(unsigned, T v, int off) { int l = threadIdx.x % 32; return shfl_from(v, l ^ off); }
+template <class T> T __shfl_sync(unsigned, T v, int src) { return shfl_from(v, src); }
 inline float __int_as_float(int i) { float f; memcpy(&f, &i, 4); return f; }
 inline float __uint_as_float(unsigned i) { float f; memcpy(&f, &i, 4); return f; }
+inline unsigned __float_as_uint(float f) { unsigned i; memcpy(&i, &f, 4); return i; }
 std::mutex atomic_mutex;
 inline float atomicAdd(float* p, float v) { std::lock_guard<std::mutex> g(atomic_mutex); float o = *p; *p = o + v; return o; }
+inline double atomicAdd(double* p, double v) { std::lock_guard<std::mutex> g(atomic_mutex); double o = *p; *p = o + v; return o; }
+inline double __longlong_as_double(long long i) { double d; memcpy(&d, &i, 8); return d; }
+// Correctly rounded arithmetic (g++ for x86-64 without -mfma contracts nothing).
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline double __dmul_rn(double a, double b) { return a * b; }
+inline double __dadd_rn(double a, double b) { return a + b; }
 alignas(16) float dyn_shared[1 << 16];
 template <class F>
 void launch(dim3 grid, dim3 block, F f) {

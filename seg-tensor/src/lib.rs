@@ -19,6 +19,7 @@ mod cuda;
 mod dtype;
 mod error;
 pub mod gradcheck;
+mod host_memory;
 pub mod layout;
 mod ops;
 mod random;
@@ -30,6 +31,7 @@ pub use checkpoint::{checkpoint, CheckpointFn};
 pub use dtype::{DType, Element, Float};
 pub use error::{Error, Result};
 pub use half;
+pub use host_memory::retain_freed_memory;
 pub use ops::{
     AvgPoolOptions, BatchNormStats, ConvOptions, ConvPadding, ConvTransposeOptions, InterpolateMode,
     InterpolateOptions, MaxPoolOptions, PadMode, RelativeBias, ScanOptions, Unary,

@@ -138,7 +138,7 @@ impl CudaStorage {
         }
     }
 
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         match self {
             CudaStorage::F16(v) => v.len(),
             CudaStorage::BF16(v) => v.len(),

@@ -4,7 +4,10 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use seg_tensor::{ConvOptions, ConvPadding, ConvTransposeOptions, DType, Device, Error, PadMode, Result, Tensor};
+use seg_tensor::{
+    AvgPoolOptions, ConvOptions, ConvPadding, ConvTransposeOptions, DType, Device, Error, InterpolateMode,
+    InterpolateOptions, MaxPoolOptions, PadMode, Result, Tensor,
+};
 
 /// CUDA device 0 and a lock that runs the GPU tests one at a time (the memory counts are per
 /// device), or `None` after printing why the test is skipped.
@@ -462,6 +465,35 @@ fn norms_forward_and_backward() {
 }
 
 #[test]
+fn layer_norm_affine_and_batch_norm_running_statistics() {
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
+    let inputs = [randn(&[3, 4, 7], 40), randn(&[7], 41), randn(&[7], 42)];
+    for which in 0..3 {
+        check(&format!("layer_norm affine grad {which}"), dev, &inputs, 1e-4, |t| {
+            let leaves: Vec<Tensor> = t.iter().map(Tensor::requires_grad).collect();
+            let y = leaves[0].layer_norm(&[7], Some(&leaves[1]), Some(&leaves[2]), 1e-5)?;
+            let g = y.mul(&y)?.sum_all()?.backward()?;
+            Ok(g.get(&leaves[which]).cloned().unwrap())
+        });
+    }
+    // Training updates the running statistics as the CPU does; eval then normalises with them.
+    let x = randn(&[4, 3, 5], 43).add_scalar(2.0).unwrap();
+    let run = |x: &Tensor, device: Device| -> (Tensor, Tensor, Tensor) {
+        let mut stats = seg_tensor::BatchNormStats::new(3, DType::F32);
+        stats.running_mean = stats.running_mean.to_device(device).unwrap();
+        stats.running_var = stats.running_var.to_device(device).unwrap();
+        x.batch_norm(Some(&mut stats), None, None, true, Some(0.1), 1e-5)
+            .unwrap();
+        let eval = x.batch_norm(Some(&mut stats), None, None, false, None, 1e-5).unwrap();
+        (eval, stats.running_mean, stats.running_var)
+    };
+    let (cpu, on) = (run(&x, Device::Cpu), run(&x.to_device(dev).unwrap(), dev));
+    assert_close("batch_norm eval", &on.0, &cpu.0, 1e-5);
+    assert_close("running_mean", &on.1, &cpu.1, 1e-6);
+    assert_close("running_var", &on.2, &cpu.2, 1e-6);
+}
+
+#[test]
 fn cat_pad_and_narrow_with_gradients() {
     let Some((dev, _one_at_a_time)) = gpu() else { return };
     let (a, b) = (randn(&[2, 3, 4], 27), randn(&[2, 5, 4], 28));
@@ -523,6 +555,236 @@ fn gather_scatter_add_and_max_backward() {
         .unwrap();
     let err = x.to_device(dev).unwrap().gather(1, &bad).unwrap_err();
     assert!(err.to_string().contains("out of range"), "{err}");
+}
+
+/// `f` and the gradient of `sum(f(x) * up)` in `x`, on the CPU and on `device`, compared in f32 and
+/// f64 (`up` drawn for `f`'s output shape).
+fn check_with_gradient(what: &str, device: Device, x: &Tensor, tol: f64, f: impl Fn(&Tensor) -> Result<Tensor>) {
+    for dtype in [DType::F32, DType::F64] {
+        let x = x.to_dtype(dtype).unwrap();
+        let up = randn(f(&x).unwrap().shape(), 99).to_dtype(dtype).unwrap();
+        check(
+            &format!("{what} ({dtype:?})"),
+            device,
+            std::slice::from_ref(&x),
+            tol,
+            |t| f(&t[0]),
+        );
+        let grad_of = |t: &[Tensor]| -> Result<Tensor> {
+            let leaf = t[0].requires_grad();
+            let g = f(&leaf)?.mul(&t[1])?.sum_all()?.backward()?;
+            Ok(g.get(&leaf).unwrap().clone())
+        };
+        check(&format!("{what} backward ({dtype:?})"), device, &[x, up], tol, grad_of);
+    }
+}
+
+#[test]
+fn pooling_matches_the_cpu_with_gradients() {
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
+    let max = |k: &[usize], s: &[usize], p: &[usize], d: &[usize], ceil_mode: bool| MaxPoolOptions {
+        stride: Some(s.to_vec()),
+        padding: p.to_vec(),
+        dilation: d.to_vec(),
+        ceil_mode,
+        ..MaxPoolOptions::new(k)
+    };
+    let max_cases = [
+        ("max_pool3d 2", vec![2, 3, 6, 7, 5], max(&[2], &[2], &[0], &[1], false)),
+        (
+            "max_pool3d overlapping, ceil",
+            vec![1, 2, 7, 6, 9],
+            max(&[3, 2, 3], &[2, 1, 2], &[1], &[1], true),
+        ),
+        (
+            "max_pool3d dilated",
+            vec![1, 2, 9, 8, 7],
+            max(&[3, 2, 2], &[2, 1, 3], &[1], &[2, 1, 3], true),
+        ),
+        (
+            "max_pool2d 3 stride 1",
+            vec![2, 3, 9, 7],
+            max(&[3], &[1], &[1], &[1], false),
+        ),
+        (
+            "max_pool2d dilated ceil",
+            vec![1, 4, 10, 11],
+            max(&[3, 2], &[2, 3], &[1, 0], &[2, 3], true),
+        ),
+    ];
+    for (seed, (what, shape, opts)) in max_cases.iter().enumerate() {
+        let rank = shape.len() - 2;
+        // Ties (rounded values) exercise the first-maximum rule.
+        let values = randn(shape, 50 + seed as u64).to_vec::<f32>().unwrap();
+        let x = Tensor::from_vec(values.iter().map(|v| (v * 2.0).round()).collect(), shape).unwrap();
+        check_with_gradient(what, dev, &x, 1e-6, |t| {
+            t.max_pool_with_indices(rank, opts).map(|r| r.0)
+        });
+        let (_, cpu) = x.max_pool_with_indices(rank, opts).unwrap();
+        let (_, gpu) = x.to_device(dev).unwrap().max_pool_with_indices(rank, opts).unwrap();
+        assert_eq!(
+            gpu.to_vec::<i64>().unwrap(),
+            cpu.to_vec::<i64>().unwrap(),
+            "{what}: indices"
+        );
+    }
+    let avg = |k: &[usize], s: &[usize], p: &[usize], ceil_mode: bool, count_include_pad: bool, div: Option<usize>| {
+        AvgPoolOptions {
+            stride: Some(s.to_vec()),
+            padding: p.to_vec(),
+            ceil_mode,
+            count_include_pad,
+            divisor_override: div,
+            ..AvgPoolOptions::new(k)
+        }
+    };
+    let avg_cases = [
+        (
+            "avg_pool3d 2",
+            vec![2, 3, 6, 7, 5],
+            avg(&[2], &[2], &[0], false, true, None),
+        ),
+        (
+            "avg_pool3d padded, ceil",
+            vec![1, 2, 7, 6, 9],
+            avg(&[3, 2, 3], &[2, 1, 2], &[1], true, true, None),
+        ),
+        (
+            "avg_pool3d without padding counted",
+            vec![1, 2, 7, 6, 9],
+            avg(&[3, 2, 3], &[2, 1, 2], &[1], true, false, None),
+        ),
+        (
+            "avg_pool2d divisor override",
+            vec![2, 3, 9, 7],
+            avg(&[3], &[2], &[1], false, true, Some(5)),
+        ),
+        (
+            "avg_pool2d ceil",
+            vec![1, 4, 10, 11],
+            avg(&[3, 2], &[2, 3], &[1, 0], true, false, None),
+        ),
+    ];
+    for (seed, (what, shape, opts)) in avg_cases.iter().enumerate() {
+        let rank = shape.len() - 2;
+        check_with_gradient(what, dev, &randn(shape, 60 + seed as u64), 1e-6, |t| {
+            t.avg_pool(rank, opts)
+        });
+    }
+    let adaptive_cases = [
+        ("adaptive_avg_pool3d shrink", vec![2, 3, 7, 6, 9], vec![3, 2, 4]),
+        ("adaptive_avg_pool3d grow", vec![1, 2, 3, 4, 2], vec![5, 6, 3]),
+        ("adaptive_avg_pool2d to 1", vec![2, 3, 9, 7], vec![1]),
+        ("adaptive_avg_pool2d", vec![1, 4, 10, 11], vec![4, 3]),
+    ];
+    for (seed, (what, shape, out)) in adaptive_cases.iter().enumerate() {
+        let rank = shape.len() - 2;
+        check_with_gradient(what, dev, &randn(shape, 70 + seed as u64), 1e-6, |t| {
+            t.adaptive_avg_pool(rank, out)
+        });
+    }
+    // A dense tensor at the start of a longer buffer (a leading narrow) reads only its own values.
+    check(
+        "max_pool3d of a leading narrow",
+        dev,
+        &[randn(&[3, 2, 4, 4, 4], 75)],
+        0.0,
+        |t| t[0].narrow(0, 0, 1)?.max_pool3d(&MaxPoolOptions::new(&[2])),
+    );
+}
+
+#[test]
+fn interpolation_matches_the_cpu_with_gradients() {
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
+    let corners = |opts: InterpolateOptions, align_corners: bool| InterpolateOptions {
+        align_corners: Some(align_corners),
+        ..opts
+    };
+    let cases = [
+        (
+            "nearest 3d x2",
+            vec![2, 3, 4, 5, 3],
+            InterpolateOptions::scale(&[2.0], InterpolateMode::Nearest),
+        ),
+        (
+            "nearest 3d to sizes",
+            vec![1, 2, 5, 4, 6],
+            InterpolateOptions::size(&[7, 3, 6], InterpolateMode::Nearest),
+        ),
+        (
+            "nearest 2d x1.5, 0.7",
+            vec![2, 2, 6, 9],
+            InterpolateOptions::scale(&[1.5, 0.7], InterpolateMode::Nearest),
+        ),
+        (
+            "linear 1d",
+            vec![2, 3, 7],
+            InterpolateOptions::scale(&[1.7], InterpolateMode::Linear),
+        ),
+        (
+            "bilinear to sizes",
+            vec![2, 2, 5, 4],
+            InterpolateOptions::size(&[8, 9], InterpolateMode::Bilinear),
+        ),
+        (
+            "bilinear x2 aligned",
+            vec![1, 3, 4, 6],
+            corners(InterpolateOptions::scale(&[2.0], InterpolateMode::Bilinear), true),
+        ),
+        (
+            "trilinear x2",
+            vec![1, 2, 3, 4, 5],
+            InterpolateOptions::scale(&[2.0], InterpolateMode::Trilinear),
+        ),
+        (
+            "trilinear mixed",
+            vec![2, 2, 5, 4, 6],
+            InterpolateOptions::scale(&[2.0, 1.5, 0.6], InterpolateMode::Trilinear),
+        ),
+        (
+            "trilinear aligned, sizes",
+            vec![1, 2, 4, 5, 3],
+            corners(InterpolateOptions::size(&[7, 5, 1], InterpolateMode::Trilinear), true),
+        ),
+        (
+            "trilinear recomputed scale",
+            vec![1, 2, 3, 5, 4],
+            InterpolateOptions {
+                recompute_scale_factor: Some(true),
+                ..InterpolateOptions::scale(&[1.7], InterpolateMode::Trilinear)
+            },
+        ),
+    ];
+    for (seed, (what, shape, opts)) in cases.iter().enumerate() {
+        check_with_gradient(what, dev, &randn(shape, 80 + seed as u64), 1e-6, |t| {
+            t.interpolate(opts)
+        });
+    }
+}
+
+#[test]
+fn pad_modes_roll_and_flip_with_gradients() {
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
+    let x = randn(&[2, 3, 5, 4, 6], 90);
+    for mode in [PadMode::Reflect, PadMode::Replicate, PadMode::Circular] {
+        check_with_gradient(&format!("pad {mode:?} 3d"), dev, &x, 1e-6, |t| {
+            t.pad(&[1, 2, 3, 0, 2, 4], mode, 0.0)
+        });
+        check_with_gradient(&format!("pad {mode:?} 1d"), dev, &x, 1e-6, |t| {
+            t.pad(&[3, 2], mode, 0.0)
+        });
+    }
+    check_with_gradient("roll", dev, &x, 1e-6, |t| t.roll(&[2, -3], &[2, 4]));
+    check_with_gradient("flip", dev, &x, 1e-6, |t| t.flip(&[1, 3]));
+    // Through a view, and an integer tensor (forward only).
+    check("pad reflect of a view", dev, std::slice::from_ref(&x), 0.0, |t| {
+        t[0].permute(&[0, 1, 4, 2, 3])?
+            .pad(&[2, 1, 1, 1], PadMode::Reflect, 0.0)
+    });
+    let ints = x.mul_scalar(10.0).unwrap().to_dtype(DType::I64).unwrap();
+    check("pad replicate of i64", dev, &[ints], 0.0, |t| {
+        t[0].pad(&[2, 2], PadMode::Replicate, 0.0)
+    });
 }
 
 #[test]
@@ -598,15 +860,364 @@ fn mixing_devices_is_an_error_naming_both() {
 #[test]
 fn ops_without_a_cuda_path_say_so() {
     let Some((dev, _one_at_a_time)) = gpu() else { return };
-    let x = randn(&[1, 2, 4, 4, 4], 35).to_device(dev).unwrap();
-    let err = x.interpolate(&seg_tensor::InterpolateOptions::size(
-        &[8, 8, 8],
-        seg_tensor::InterpolateMode::Nearest,
-    ));
-    assert!(
-        matches!(err, Err(Error::Unsupported { op: "interpolate", .. })),
-        "{err:?}"
+    // Convolution on CUDA computes in f32; f64 stays on the CPU.
+    let x = Tensor::randn(&[1, 2, 5, 5], 35, DType::F64)
+        .unwrap()
+        .to_device(dev)
+        .unwrap();
+    let w = Tensor::randn(&[3, 2, 3, 3], 36, DType::F64)
+        .unwrap()
+        .to_device(dev)
+        .unwrap();
+    let err = x.conv(&w, None, &ConvOptions::default());
+    assert!(matches!(err, Err(Error::Unsupported { .. })), "{err:?}");
+}
+
+/// MONAI's relative-position index of a 3D window, `(N, N)` row-major, cut to its top-left
+/// `n x n` (the tokens of a window clipped at the map's edge).
+fn relative_position_index(window: [usize; 3], n: usize) -> Vec<usize> {
+    let full: usize = window.iter().product();
+    let coords = |t: usize| [t / (window[1] * window[2]), t / window[2] % window[1], t % window[2]];
+    let mut index = Vec::with_capacity(n * n);
+    for i in 0..n {
+        for j in 0..n {
+            let (a, b) = (coords(i), coords(j));
+            let flat = (0..3).fold(0, |acc, k| acc * (2 * window[k] - 1) + a[k] + window[k] - 1 - b[k]);
+            index.push(flat);
+        }
+    }
+    assert!(n <= full);
+    index
+}
+
+/// `t` as `dtype` and back to f32: the values a `dtype` input holds, for the f32 CPU reference.
+fn rounded(t: &Tensor, dtype: DType) -> Tensor {
+    t.to_dtype(dtype).unwrap().to_dtype(DType::F32).unwrap()
+}
+
+/// Forward, and the gradients of `sum(out * up)` in every input: `f` on `inputs` (the first
+/// `tracked` track gradients), all as f32 tensors in one list.
+fn values_and_gradients(
+    inputs: &[Tensor],
+    tracked: usize,
+    up: &[Tensor],
+    f: &dyn Fn(&[Tensor]) -> Result<Vec<Tensor>>,
+) -> Vec<Tensor> {
+    let leaves: Vec<Tensor> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| if i < tracked { t.requires_grad() } else { t.clone() })
+        .collect();
+    let outs = f(&leaves).unwrap_or_else(|e| panic!("{e}"));
+    let mut loss: Option<Tensor> = None;
+    for (o, u) in outs.iter().zip(up) {
+        let u = u.to_device(o.device()).unwrap();
+        let term = o.to_dtype(DType::F32).unwrap().mul(&u).unwrap().sum_all().unwrap();
+        loss = Some(loss.map_or(term.clone(), |l| l.add(&term).unwrap()));
+    }
+    let g = loss.unwrap().backward().unwrap();
+    let mut all = outs;
+    for (i, leaf) in leaves[..tracked].iter().enumerate() {
+        let grad = g.get(leaf).unwrap_or_else(|| panic!("no gradient for input {i}"));
+        assert_eq!(
+            grad.dtype(),
+            leaf.dtype(),
+            "the gradient of input {i} has the input's dtype"
+        );
+        all.push(grad.clone());
+    }
+    all.into_iter().map(|t| t.to_dtype(DType::F32).unwrap()).collect()
+}
+
+/// Runs `f` on the CPU in f32 and on `dev` in `dtype` (inputs rounded to `dtype` for both), and
+/// compares every output and gradient within `tol`; the gradients keep the inputs' dtype.
+#[allow(clippy::too_many_arguments)]
+fn compare_on_device(
+    what: &str,
+    dev: Device,
+    dtype: DType,
+    inputs: &[Tensor],
+    tracked: usize,
+    up: &[Tensor],
+    tol: f64,
+    f: &dyn Fn(&[Tensor]) -> Result<Vec<Tensor>>,
+) {
+    let cpu_inputs: Vec<Tensor> = inputs.iter().map(|t| rounded(t, dtype)).collect();
+    let cpu = values_and_gradients(&cpu_inputs, tracked, up, f);
+    let gpu_inputs: Vec<Tensor> = inputs
+        .iter()
+        .map(|t| t.to_dtype(dtype).unwrap().to_device(dev).unwrap())
+        .collect();
+    let gpu = values_and_gradients(&gpu_inputs, tracked, up, f);
+    assert_eq!(gpu.len(), cpu.len());
+    for (i, (g, c)) in gpu.iter().zip(&cpu).enumerate() {
+        assert_close(&format!("{what} ({dtype:?}): result {i}"), g, c, tol);
+    }
+}
+
+/// A shift mask `(nW, n, n)`: 0 or -100 at random.
+fn shift_mask(nw: usize, n: usize, seed: u64) -> Tensor {
+    randn(&[nw, n, n], seed)
+        .gt(&Tensor::scalar(0.3f32))
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap()
+        .mul_scalar(-100.0)
+        .unwrap()
+}
+
+#[test]
+fn window_attention_matches_the_cpu_with_all_gradients() {
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
+    // (window, tokens (clipped when below the window's), windows, heads, head_dim, mask windows)
+    type Case = ([usize; 3], usize, usize, usize, usize, Option<usize>);
+    let cases: [Case; 6] = [
+        ([2, 2, 2], 8, 3, 2, 4, None),
+        ([2, 3, 2], 12, 4, 3, 8, Some(2)),
+        ([3, 3, 3], 20, 2, 1, 16, Some(1)),
+        ([4, 4, 4], 64, 2, 2, 12, Some(2)),
+        ([7, 7, 7], 343, 2, 2, 32, Some(2)),
+        ([5, 5, 5], 70, 3, 4, 5, None),
+    ];
+    for (k, (window, n, windows, heads, d, nw)) in cases.into_iter().enumerate() {
+        let seed = 500 + 10 * k as u64;
+        let index = relative_position_index(window, n);
+        let entries: usize = window.iter().map(|w| 2 * w - 1).product();
+        let c = heads * d;
+        let scale = (d as f64).powf(-0.5);
+        let mut inputs = vec![randn(&[windows, n, 3 * c], seed), randn(&[entries, heads], seed + 1)];
+        inputs.extend(nw.map(|nw| shift_mask(nw, n, seed + 2)));
+        let up = [randn(&[windows, n, c], seed + 3)];
+        let f = |t: &[Tensor]| -> Result<Vec<Tensor>> {
+            let bias = seg_tensor::RelativeBias {
+                table: &t[1],
+                index: &index,
+            };
+            Ok(vec![t[0].window_attention(bias, t.get(2), heads, scale)?])
+        };
+        let what = format!("window_attention {window:?} n {n} heads {heads} d {d} mask {nw:?}");
+        // Every input tracks gradients, the mask included.
+        let tracked = inputs.len();
+        compare_on_device(&what, dev, DType::F32, &inputs, tracked, &up, 1e-4, &f);
+        for dtype in [DType::BF16, DType::F16] {
+            compare_on_device(&what, dev, dtype, &inputs, tracked, &up, 4e-2, &f);
+        }
+        // The mask as a constant: no gradient asked for it, the others as before.
+        compare_on_device(&what, dev, DType::F32, &inputs, 2, &up, 1e-4, &f);
+    }
+}
+
+#[test]
+fn window_attention_errors_on_the_device_match_the_cpu() {
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
+    let index = relative_position_index([2, 3, 1], 6);
+    let table = randn(&[15, 2], 1);
+    let cases = [
+        (randn(&[4, 6, 10], 0), None, 2),
+        (randn(&[4, 5, 12], 0), None, 2),
+        (randn(&[4, 6, 12], 0), Some(randn(&[3, 6, 6], 2)), 2),
+        (randn(&[4, 6, 18], 0), None, 3),
+    ];
+    for (qkv, mask, heads) in cases {
+        let run = |qkv: &Tensor, table: &Tensor, mask: Option<&Tensor>| {
+            let bias = seg_tensor::RelativeBias { table, index: &index };
+            qkv.window_attention(bias, mask, heads, 1.0).unwrap_err().to_string()
+        };
+        let on = |t: &Tensor| t.to_device(dev).unwrap();
+        let cpu = run(&qkv, &table, mask.as_ref());
+        let gpu = run(&on(&qkv), &on(&table), mask.as_ref().map(on).as_ref());
+        assert_eq!(gpu, cpu);
+    }
+    let bad_index = vec![15; 36];
+    let (qkv, table) = (
+        randn(&[4, 6, 12], 0).to_device(dev).unwrap(),
+        table.to_device(dev).unwrap(),
     );
+    let bias = seg_tensor::RelativeBias {
+        table: &table,
+        index: &bad_index,
+    };
+    let err = qkv.window_attention(bias, None, 2, 1.0).unwrap_err().to_string();
+    assert!(err.contains("out of range"), "{err}");
+    let f64_qkv = qkv.to_dtype(DType::F64).unwrap();
+    let f64_table = table.to_dtype(DType::F64).unwrap();
+    let bias = seg_tensor::RelativeBias {
+        table: &f64_table,
+        index: &index,
+    };
+    let err = f64_qkv.window_attention(bias, None, 2, 1.0).unwrap_err();
+    assert!(matches!(err, Error::DType { .. }), "{err}");
+    let cpu_table = randn(&[15, 2], 1);
+    let bias = seg_tensor::RelativeBias {
+        table: &cpu_table,
+        index: &index,
+    };
+    let err = qkv.window_attention(bias, None, 2, 1.0).unwrap_err().to_string();
+    assert!(err.contains("cpu") && err.contains("cuda:0"), "{err}");
+}
+
+/// The scan's inputs: u, delta, A, B, C, then the optional D, z, delta_bias that `present` selects.
+fn scan_inputs(shape: [usize; 5], present: [bool; 3], seed: u64) -> Vec<Tensor> {
+    let [batch, dim, len, state, groups] = shape;
+    let bc: Vec<usize> = if groups == 0 {
+        vec![batch, state, len]
+    } else {
+        vec![batch, groups, state, len]
+    };
+    let mut inputs = vec![
+        randn(&[batch, dim, len], seed),
+        randn(&[batch, dim, len], seed + 1)
+            .abs()
+            .unwrap()
+            .mul_scalar(0.5)
+            .unwrap(),
+        randn(&[dim, state], seed + 2).abs().unwrap().neg().unwrap(),
+        randn(&bc, seed + 3),
+        randn(&bc, seed + 4),
+    ];
+    let optional = [vec![dim], vec![batch, dim, len], vec![dim]];
+    for (k, (shape, on)) in optional.iter().zip(present).enumerate() {
+        if on {
+            inputs.push(randn(shape, seed + 5 + k as u64));
+        }
+    }
+    inputs
+}
+
+#[test]
+fn selective_scan_matches_the_cpu_with_every_option_and_gradient() {
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
+    // (batch, dim, len, state, groups (0: B and C without a group axis)), (D, z, delta_bias), softplus
+    let cases: [([usize; 5], [bool; 3], bool); 8] = [
+        ([1, 3, 5, 2, 0], [false; 3], false),
+        ([2, 5, 37, 4, 0], [true, false, false], false),
+        ([2, 4, 130, 3, 0], [false, true, false], true),
+        ([1, 6, 300, 16, 0], [false, false, true], true),
+        ([2, 6, 64, 5, 3], [false; 3], false),
+        ([2, 8, 200, 8, 2], [true, true, true], true),
+        ([3, 33, 129, 16, 0], [true, true, true], true),
+        ([1, 2, 1, 1, 1], [true, true, true], false),
+    ];
+    for (k, (shape, present, softplus)) in cases.into_iter().enumerate() {
+        let inputs = scan_inputs(shape, present, 700 + 10 * k as u64);
+        let [batch, dim, len, state, _] = shape;
+        let up = [
+            randn(&[batch, dim, len], 790 + k as u64),
+            randn(&[batch, dim, state], 795 + k as u64),
+        ];
+        let f = |t: &[Tensor]| -> Result<Vec<Tensor>> {
+            let mut optional = t[5..].iter();
+            let mut next = |on: bool| if on { optional.next() } else { None };
+            let options = seg_tensor::ScanOptions {
+                d: next(present[0]),
+                z: next(present[1]),
+                delta_bias: next(present[2]),
+                delta_softplus: softplus,
+            };
+            let (y, last) = t[0].selective_scan(&t[1], &t[2], &t[3], &t[4], &options)?;
+            Ok(vec![y, last])
+        };
+        let y_only = |t: &[Tensor]| -> Result<Vec<Tensor>> { Ok(vec![f(t)?.swap_remove(0)]) };
+        let what = format!("selective_scan {shape:?} D, z, delta_bias {present:?} softplus {softplus}");
+        let n = inputs.len();
+        compare_on_device(&what, dev, DType::F32, &inputs, n, &up, 1e-4, &f);
+        compare_on_device(
+            &format!("{what}, y only"),
+            dev,
+            DType::F32,
+            &inputs,
+            n,
+            &up,
+            1e-4,
+            &y_only,
+        );
+        // bf16: each output alone (adding two bf16 gradients needs bf16 arithmetic on the device).
+        let last_only = |t: &[Tensor]| -> Result<Vec<Tensor>> { Ok(vec![f(t)?.swap_remove(1)]) };
+        compare_on_device(
+            &format!("{what}, y only"),
+            dev,
+            DType::BF16,
+            &inputs,
+            n,
+            &up,
+            5e-2,
+            &y_only,
+        );
+        let last_up = [up[1].clone()];
+        compare_on_device(
+            &format!("{what}, last state only"),
+            dev,
+            DType::BF16,
+            &inputs,
+            n,
+            &last_up,
+            5e-2,
+            &last_only,
+        );
+    }
+}
+
+#[test]
+fn selective_scan_errors_on_the_device_match_the_cpu() {
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
+    let on = |t: &Tensor| t.to_device(dev).unwrap();
+    let (u, a, bc) = (randn(&[1, 4, 5], 1), randn(&[4, 2], 2), randn(&[1, 2, 5], 3));
+    let grouped = randn(&[1, 3, 2, 5], 5);
+    let bad_z = randn(&[1, 4, 4], 6);
+    let cases: [(&Tensor, &Tensor, Option<&Tensor>); 3] = [
+        (&randn(&[3, 2], 4), &bc, None),
+        (&a, &grouped, None),
+        (&a, &bc, Some(&bad_z)),
+    ];
+    for (a, bc, z) in cases {
+        let run = |u: &Tensor, a: &Tensor, bc: &Tensor, z: Option<&Tensor>| {
+            let options = seg_tensor::ScanOptions {
+                z,
+                ..Default::default()
+            };
+            u.selective_scan(u, a, bc, bc, &options).unwrap_err().to_string()
+        };
+        let cpu = run(&u, a, bc, z);
+        let gpu = run(&on(&u), &on(a), &on(bc), z.map(on).as_ref());
+        assert_eq!(gpu, cpu);
+    }
+    // A state larger than the kernels' shared memory takes: an error, not a panic.
+    let (a, bc) = (randn(&[4, 2000], 7), randn(&[1, 2000, 5], 8));
+    let err = on(&u).selective_scan(&on(&u), &on(&a), &on(&bc), &on(&bc), &Default::default());
+    assert!(err.unwrap_err().to_string().contains("state size"));
+    let f64_u = on(&u).to_dtype(DType::F64).unwrap();
+    let f64_a = on(&randn(&[4, 2], 2)).to_dtype(DType::F64).unwrap();
+    let f64_bc = on(&randn(&[1, 2, 5], 3)).to_dtype(DType::F64).unwrap();
+    let err = f64_u.selective_scan(&f64_u, &f64_a, &f64_bc, &f64_bc, &Default::default());
+    assert!(matches!(err, Err(Error::DType { .. })), "{err:?}");
+}
+
+#[test]
+fn index_select_flip_and_reflect_pad_on_the_device_with_gradients() {
+    let Some((dev, _one_at_a_time)) = gpu() else { return };
+    let x = randn(&[3, 5, 4], 60);
+    let index = Tensor::from_vec(vec![4i64, 0, 2, 2, 1, 3], &[6]).unwrap();
+    check("index_select", dev, &[x.clone(), index.clone()], 0.0, |t| {
+        t[0].index_select(1, &t[1])
+    });
+    check("flip", dev, std::slice::from_ref(&x), 0.0, |t| t[0].flip(&[0, 2]));
+    check("roll", dev, std::slice::from_ref(&x), 0.0, |t| {
+        t[0].roll(&[2, -1], &[1, 2])
+    });
+    check("reflect pad", dev, std::slice::from_ref(&x), 0.0, |t| {
+        t[0].pad(&[1, 2, 2, 1], PadMode::Reflect, 0.0)
+    });
+    let up = randn(&[3, 6, 4], 61);
+    let grad_of = |t: &[Tensor]| -> Result<Tensor> {
+        let leaf = t[0].requires_grad();
+        let y = leaf
+            .index_select(1, &t[1])?
+            .flip(&[2])?
+            .pad(&[1, 1], PadMode::Replicate, 0.0)?;
+        let g = y.narrow(2, 1, 4)?.mul(&t[2])?.sum_all()?.backward()?;
+        Ok(g.get(&leaf).unwrap().clone())
+    };
+    check("index_select/flip/pad backward", dev, &[x, index, up], 1e-6, grad_of);
 }
 
 // ----- without a GPU -----

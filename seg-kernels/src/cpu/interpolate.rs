@@ -73,8 +73,9 @@ impl InterpGeometry {
     }
 }
 
-/// `r` of the module doc for the non-`align_corners` rules, in the element type `T`.
-fn plain_ratio<T: FloatElement>(input: usize, output: usize, scale: Option<f64>) -> T {
+/// `r` of the module doc for the non-`align_corners` rules, in the element type `T` (the CUDA
+/// launcher passes it to its kernels).
+pub fn plain_ratio<T: FloatElement>(input: usize, output: usize, scale: Option<f64>) -> T {
     match scale {
         Some(s) if s > 0.0 => T::from_f64(1.0 / s),
         _ => T::from_f64(input as f64) / T::from_f64(output as f64),

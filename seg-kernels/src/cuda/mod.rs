@@ -11,7 +11,11 @@ mod elementwise;
 mod error;
 mod gpu;
 mod index;
+pub mod interpolate;
 mod launch;
+pub mod norm;
+pub mod pad;
+pub mod pool;
 mod reduce;
 pub mod selective_scan;
 mod sources;
@@ -29,8 +33,8 @@ pub use gpu::{Gpu, PoolBytes};
 pub use index::{gather_along, scatter_add_along};
 pub use launch::StorageFloat;
 pub use reduce::{arg_rows, reduce_rows, softmax, softmax_backward, ReduceKernel};
-pub use sources::{Source, CONV, SELECTIVE_SCAN, SOURCES, WINDOW_ATTENTION};
+pub use sources::{Source, CONV, NORM, SELECTIVE_SCAN, SOURCES, WINDOW_ATTENTION};
 pub use strided::{CudaElement, CudaFloat, Strided, MAX_RANK};
 
-/// cudarc's buffer type, re-exported for the crates that hold device buffers.
-pub use cudarc::driver::CudaSlice;
+/// cudarc's buffer and view types, re-exported for the crates that hold device buffers.
+pub use cudarc::driver::{CudaSlice, CudaView};

@@ -34,4 +34,8 @@ sources! {
     INDEX = "index.cu",
     REDUCE = "reduce.cu",
     SOFTMAX = "softmax.cu",
+    NORM = "norm.cu",
+    POOL = "pool.cu",
+    INTERPOLATE = "interpolate.cu",
+    PAD = "pad.cu",
 }

@@ -109,10 +109,10 @@ impl SwinTransformerBlock {
         let shifted = shift.iter().any(|&s| s > 0);
         // Padding, the cyclic shift and the window partition as one row gather, and back as one.
         let maps = WindowTokens::new(b, size, &window, &shift);
-        let index = |v: &[i64]| Tensor::from_vec(v.to_vec(), &[v.len()]);
+        let index = |v: &[i64]| Tensor::from_vec(v.to_vec(), &[v.len()])?.to_device(x.device());
         let mut tokens = self.norm1.forward(x)?.reshape(&[x.numel() / c, c])?;
         if maps.padded {
-            tokens = Tensor::cat(&[&tokens, &Tensor::zeros(&[1, c], x.dtype())], 0)?;
+            tokens = Tensor::cat(&[&tokens, &Tensor::zeros_on(&[1, c], x.dtype(), x.device())?], 0)?;
         }
         let n: usize = window.iter().product();
         let windows = tokens

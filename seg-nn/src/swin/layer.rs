@@ -76,7 +76,9 @@ impl BasicLayer {
         let size = &x.shape()[2..];
         let (window, shift) = get_window_size(size, &self.window_size, &self.shift_size);
         let padded: Vec<usize> = size.iter().zip(&window).map(|(s, w)| s.div_ceil(*w) * w).collect();
-        let mask = compute_mask(&padded, &window, &shift)?;
+        let mask = compute_mask(&padded, &window, &shift)?
+            .to_device(x.device())?
+            .to_dtype(x.dtype())?;
         let last = r as isize + 1;
         let to_last: Vec<isize> = std::iter::once(0).chain(2..=last).chain(std::iter::once(1)).collect();
         let mut h = x.permute(&to_last)?;

@@ -89,7 +89,7 @@ impl Layer for PatchMerging {
         merged_shape.extend([1 << r, c]);
         let mut merged = x.reshape(&split)?.permute(&order)?.reshape(&merged_shape)?;
         if r == 3 && self.version == MergingVersion::V1 {
-            let index = Tensor::from_vec(V1_ORDER.to_vec(), &[8])?;
+            let index = Tensor::from_vec(V1_ORDER.to_vec(), &[8])?.to_device(x.device())?;
             merged = merged.index_select(r as isize + 1, &index)?;
         }
         let merged = merged.flatten(r as isize + 1, -1)?;

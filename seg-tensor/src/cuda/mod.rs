@@ -5,9 +5,14 @@
 mod conv;
 mod elementwise;
 mod index;
+mod interpolate;
 mod matmul;
 mod norm;
+mod pad;
+mod pool;
 mod reduce;
+mod selective_scan;
+mod window_attention;
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -15,14 +20,48 @@ use std::sync::Arc;
 pub(crate) use conv::{conv_backward_data, conv_backward_weight, conv_forward};
 pub(crate) use elementwise::{binary, binary_backward, compare, select, unary, unary_backward};
 pub(crate) use index::{gather, scatter_add};
+pub(crate) use interpolate::{interpolate, interpolate_backward};
 pub(crate) use matmul::batched_matmul;
 pub(crate) use norm::{group_norm, layer_norm, BatchNorm};
+pub(crate) use pad::{remap, remap_backward};
+pub(crate) use pool::{
+    adaptive_avg_pool, adaptive_avg_pool_backward, avg_pool, avg_pool_backward, max_pool, max_pool_backward,
+};
 pub(crate) use reduce::{extreme, reduce, softmax, softmax_backward};
-use seg_kernels::cuda::{self as k, CudaSlice, Gpu, Strided};
+use seg_kernels::cuda::{self as k, CudaSlice, CudaView, Gpu, Strided};
+pub(crate) use selective_scan::selective_scan;
+pub(crate) use window_attention::window_attention;
 
 use crate::layout::Layout;
 use crate::storage::{gpu, Storage};
 use crate::{DType, Device, Element, Error, Result, Tensor};
+
+/// Runs `$body` with `$T` bound to the storage type of `$dtype` that the fused CUDA kernels take
+/// (f32, f16, bf16; they compute in f32), or fails naming `$op` and the dtype found.
+macro_rules! with_storage_float {
+    ($dtype:expr, $op:expr, $T:ident => $body:expr) => {
+        match $dtype {
+            $crate::DType::F32 => {
+                type $T = f32;
+                $body
+            }
+            $crate::DType::F16 => {
+                type $T = $crate::half::f16;
+                $body
+            }
+            $crate::DType::BF16 => {
+                type $T = $crate::half::bf16;
+                $body
+            }
+            found => Err($crate::Error::DType {
+                op: $op,
+                expected: "f32, f16 or bf16 (on CUDA)",
+                found,
+            }),
+        }
+    };
+}
+use with_storage_float;
 
 /// The GPU and the typed device buffer of a CUDA tensor (`None` for a CPU tensor).
 pub(crate) fn buffer<T: Element>(t: &Tensor) -> Result<Option<(&Arc<Gpu>, &CudaSlice<T>)>> {
@@ -43,6 +82,20 @@ fn on_gpu<T: Element>(t: &Tensor) -> Result<(&Arc<Gpu>, &CudaSlice<T>)> {
         op: "a CUDA kernel",
         device: Device::Cpu,
     })
+}
+
+/// The device buffer of a dense CUDA tensor (see [`dense`]), exactly its elements.
+fn elements<T: Element>(t: &Tensor) -> Result<CudaView<'_, T>> {
+    Ok(on_gpu::<T>(t)?.1.slice(..t.numel()))
+}
+
+/// `t` converted to `dtype` on its device, unless it already is.
+fn to_dtype(t: Tensor, dtype: DType) -> Result<Tensor> {
+    if t.dtype() == dtype {
+        Ok(t)
+    } else {
+        cast(&t, dtype)
+    }
 }
 
 /// The kernel view of a layout.
@@ -82,9 +135,10 @@ pub(crate) fn upload(t: &Tensor, ordinal: usize) -> Result<Tensor> {
     })
 }
 
-/// `t` itself when its elements are dense from the start of its buffer, else a dense copy.
+/// `t` itself when its elements are its whole buffer in row-major order, else a dense copy.
 fn dense(t: &Tensor) -> Result<Tensor> {
-    if t.is_contiguous() && t.layout().offset() == 0 {
+    let whole = t.storage().cuda().is_some_and(|b| b.data.len() == t.numel());
+    if whole && t.is_contiguous() && t.layout().offset() == 0 {
         Ok(t.clone())
     } else {
         contiguous(t)

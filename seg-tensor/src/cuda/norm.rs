@@ -1,33 +1,123 @@
-//! The norms on CUDA, composed of ops that have CUDA kernels (reductions, broadcasting arithmetic):
-//! autodiff through those ops is their backward. Same formulas as the fused CPU kernels:
-//! `y = (x - mean) / sqrt(var + eps) * weight + bias` with the biased variance.
+//! The norms on CUDA through the fused kernels of `cuda/norm.cu`, forward and backward, with the
+//! formulas of the CPU kernels (`seg_kernels::cpu::norm`): per statistics group the mean and biased
+//! variance, `y = (x - mean) / sqrt(var + eps) * weight + bias`; the backward recomputes `xhat` from
+//! the saved moments.
 
-use crate::{BatchNormStats, Error, Result, Tensor};
+use seg_kernels::cpu::norm::{NormGeometry, RowGeometry, StatsOver};
+use seg_kernels::cuda::norm::{norm_apply, norm_backward, norm_moments, NormLayout, NormMoments};
+use seg_kernels::cuda::CudaSlice;
 
-/// `(x - mean) / sqrt(var + eps)` over `axes` of `x`, with the (keepdim) mean and biased variance.
-fn normalize(x: &Tensor, axes: &[isize], eps: f64) -> Result<(Tensor, Tensor, Tensor)> {
-    let mean = x.mean(axes, true)?;
-    let centered = x.sub(&mean)?;
-    let var = centered.mul(&centered)?.mean(axes, true)?;
-    let xhat = centered.div(&var.add_scalar(eps)?.sqrt()?)?;
-    Ok((xhat, mean, var))
+use super::{dense, on_gpu, tensor};
+use crate::autograd::Backward;
+use crate::storage::gpu;
+use crate::{with_float, BatchNormStats, DType, Device, Error, Result, Tensor};
+
+/// The optional affine parameters of a norm and the shape they have.
+struct Affine<'a> {
+    weight: Option<&'a Tensor>,
+    bias: Option<&'a Tensor>,
+    shape: Vec<usize>,
 }
 
-/// `y * weight + bias` with both seen as `shape` (broadcast over the rest).
-fn affine(y: Tensor, weight: Option<&Tensor>, bias: Option<&Tensor>, shape: &[usize]) -> Result<Tensor> {
-    let y = match weight {
-        Some(w) => y.mul(&w.reshape(shape)?)?,
-        None => y,
-    };
-    match bias {
-        Some(b) => y.add(&b.reshape(shape)?),
-        None => Ok(y),
+struct CudaNormBackward {
+    layout: NormLayout,
+    x: Tensor,
+    weight: Option<Tensor>,
+    has_bias: bool,
+    moments: NormMoments,
+    eps: f64,
+    constant: bool,
+    affine_shape: Vec<usize>,
+    wants: [bool; 3],
+}
+
+impl Backward for CudaNormBackward {
+    fn backward(self: Box<Self>, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        let dy = dense(grad)?;
+        let (dx, dw, db) = with_float!(dy.dtype(), "norm backward", T => {
+            let (gpu, x) = on_gpu::<T>(&self.x)?;
+            let w = self.weight.as_ref().map(|w| Ok::<_, Error>(on_gpu::<T>(w)?.1)).transpose()?;
+            let g = norm_backward(
+                gpu,
+                (x, on_gpu::<T>(&dy)?.1),
+                &self.layout,
+                &self.moments,
+                self.eps,
+                w,
+                self.constant,
+                self.wants,
+            )?;
+            let affine = |d: Option<CudaSlice<T>>| d.map(|d| tensor(gpu, d, &self.affine_shape));
+            Ok((g.dx.map(|d| tensor(gpu, d, self.x.shape())), affine(g.dweight), affine(g.dbias)))
+        })?;
+        let mut grads = vec![dx];
+        if self.weight.is_some() {
+            grads.push(dw);
+        }
+        if self.has_bias {
+            grads.push(db);
+        }
+        Ok(grads)
     }
 }
 
-/// `(1, C, 1, ...)` for an input `(N, C, ...)`: how a per-channel vector broadcasts.
-fn channel_shape(x: &Tensor) -> Vec<usize> {
-    (0..x.rank()).map(|d| if d == 1 { x.shape()[1] } else { 1 }).collect()
+/// The mean and biased variance of each statistics group of the dense `x`.
+fn moments(x: &Tensor, layout: &NormLayout) -> Result<NormMoments> {
+    with_float!(x.dtype(), "norm", T => {
+        let (gpu, data) = on_gpu::<T>(x)?;
+        Ok(norm_moments(gpu, data, layout)?)
+    })
+}
+
+/// The norm of `x` with the given moments (`constant`: they are not functions of `x`), recorded for
+/// autodiff.
+fn apply(
+    x: &Tensor,
+    layout: NormLayout,
+    moments: NormMoments,
+    constant: bool,
+    affine: Affine,
+    eps: f64,
+) -> Result<Tensor> {
+    let xd = dense(x)?;
+    let (weight, bias) = (
+        affine.weight.map(dense).transpose()?,
+        affine.bias.map(dense).transpose()?,
+    );
+    let y = with_float!(x.dtype(), "norm", T => {
+        let (gpu, data) = on_gpu::<T>(&xd)?;
+        let w = weight.as_ref().map(|w| Ok::<_, Error>(on_gpu::<T>(w)?.1)).transpose()?;
+        let b = bias.as_ref().map(|b| Ok::<_, Error>(on_gpu::<T>(b)?.1)).transpose()?;
+        Ok(tensor(gpu, norm_apply(gpu, data, &layout, &moments, eps, w, b)?, x.shape()))
+    })?;
+    let mut inputs = vec![x];
+    inputs.extend(affine.weight);
+    inputs.extend(affine.bias);
+    Ok(Tensor::from_op(y, &inputs, |_| CudaNormBackward {
+        layout,
+        x: xd.detach(),
+        weight: weight.as_ref().map(Tensor::detach),
+        has_bias: affine.bias.is_some(),
+        moments,
+        eps,
+        constant,
+        affine_shape: affine.shape,
+        wants: [
+            x.tracks_grad(),
+            affine.weight.is_some_and(Tensor::tracks_grad),
+            affine.bias.is_some_and(Tensor::tracks_grad),
+        ],
+    }))
+}
+
+/// The channel-norm layout of `x` `(N, C, ...)`.
+fn channel_layout(x: &Tensor, stats: StatsOver) -> NormLayout {
+    NormLayout::channels(&NormGeometry {
+        batch: x.shape()[0],
+        channels: x.shape()[1],
+        spatial: x.shape()[2..].iter().product(),
+        stats,
+    })
 }
 
 /// Group norm of `x` `(N, C, ...)` (checked by the caller): statistics per sample and group of
@@ -39,10 +129,13 @@ pub(crate) fn group_norm(
     bias: Option<&Tensor>,
     eps: f64,
 ) -> Result<Tensor> {
-    let n = x.shape()[0];
-    let grouped = x.reshape(&[n, groups, x.numel() / (n * groups).max(1)])?;
-    let (xhat, _, _) = normalize(&grouped, &[2], eps)?;
-    affine(xhat.reshape(x.shape())?, weight, bias, &channel_shape(x))
+    let layout = channel_layout(x, StatsOver::Groups(groups));
+    let affine = Affine {
+        weight,
+        bias,
+        shape: vec![x.shape()[1]],
+    };
+    apply(x, layout, moments(&dense(x)?, &layout)?, false, affine, eps)
 }
 
 /// Layer norm of `x` over its last `k` axes (checked by the caller).
@@ -53,11 +146,17 @@ pub(crate) fn layer_norm(
     bias: Option<&Tensor>,
     eps: f64,
 ) -> Result<Tensor> {
-    let axes: Vec<isize> = (x.rank() - k..x.rank()).map(|d| d as isize).collect();
-    let (xhat, _, _) = normalize(x, &axes, eps)?;
-    let mut shape = vec![1; x.rank() - k];
-    shape.extend_from_slice(&x.shape()[x.rank() - k..]);
-    affine(xhat, weight, bias, &shape)
+    let normalized = &x.shape()[x.rank() - k..];
+    let layout = NormLayout::rows(&RowGeometry {
+        rows: x.shape()[..x.rank() - k].iter().product(),
+        len: normalized.iter().product(),
+    });
+    let affine = Affine {
+        weight,
+        bias,
+        shape: normalized.to_vec(),
+    };
+    apply(x, layout, moments(&dense(x)?, &layout)?, false, affine, eps)
 }
 
 /// Batch norm's mode (see `Tensor::batch_norm`).
@@ -77,35 +176,52 @@ impl BatchNorm {
         weight: Option<&Tensor>,
         bias: Option<&Tensor>,
     ) -> Result<Tensor> {
-        let shape = channel_shape(x);
+        let layout = channel_layout(x, StatsOver::Channels);
+        let channels = x.shape()[1];
+        let affine = Affine {
+            weight,
+            bias,
+            shape: vec![channels],
+        };
+        let as_f64 = |t: &Tensor| -> Result<CudaSlice<f64>> {
+            let t = dense(&t.to_dtype(DType::F64)?.to_device(x.device())?)?;
+            Ok(on_gpu::<f64>(&t)?.1.clone())
+        };
         if !self.training {
             let s =
                 stats.ok_or_else(|| Error::invalid("batch_norm", "running statistics are required in eval mode"))?;
-            let mean = s.running_mean.to_dtype(x.dtype())?.reshape(&shape)?;
-            let var = s.running_var.to_dtype(x.dtype())?.reshape(&shape)?;
-            let xhat = x.sub(&mean)?.div(&var.add_scalar(self.eps)?.sqrt()?)?;
-            return affine(xhat, weight, bias, &shape);
+            let running = NormMoments {
+                mean: as_f64(&s.running_mean)?,
+                var: as_f64(&s.running_var)?,
+            };
+            return apply(x, layout, running, true, affine, self.eps);
         }
-        let axes: Vec<isize> = (0..x.rank()).filter(|&d| d != 1).map(|d| d as isize).collect();
-        let (xhat, mean, var) = normalize(x, &axes, self.eps)?;
+        let batch = moments(&dense(x)?, &layout)?;
         if let Some(s) = stats {
             s.num_batches_tracked += 1;
             let m = self.momentum.unwrap_or(1.0 / s.num_batches_tracked as f64);
-            let count = x.numel() / x.shape()[1];
+            let count = x.numel() / channels;
             if count > 0 {
+                let Device::Cuda(ordinal) = x.device() else {
+                    return Err(Error::Unsupported {
+                        op: "a CUDA kernel",
+                        device: x.device(),
+                    });
+                };
+                let gpu = gpu(ordinal)?;
                 let unbiased = count as f64 / (count - 1) as f64;
-                let channels = [x.shape()[1]];
-                let update = |old: &Tensor, batch: &Tensor, scale: f64| -> Result<Tensor> {
-                    let batch = batch.detach().reshape(&channels)?.mul_scalar(m * scale)?;
-                    old.to_dtype(x.dtype())?
+                let update = |old: &Tensor, batch: &CudaSlice<f64>, scale: f64| -> Result<Tensor> {
+                    let batch = tensor(&gpu, batch.clone(), &[channels]).mul_scalar(m * scale)?;
+                    old.to_device(x.device())?
+                        .to_dtype(DType::F64)?
                         .mul_scalar(1.0 - m)?
                         .add(&batch)?
                         .to_dtype(old.dtype())
                 };
-                s.running_mean = update(&s.running_mean, &mean, 1.0)?;
-                s.running_var = update(&s.running_var, &var, unbiased)?;
+                s.running_mean = update(&s.running_mean, &batch.mean, 1.0)?;
+                s.running_var = update(&s.running_var, &batch.var, unbiased)?;
             }
         }
-        affine(xhat, weight, bias, &shape)
+        apply(x, layout, batch, false, affine, self.eps)
     }
 }

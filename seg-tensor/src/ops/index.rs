@@ -175,7 +175,7 @@ impl Tensor {
     /// The slices at positions `index` (1-D, i64) along `dim`, as `torch.index_select`.
     pub fn index_select(&self, dim: isize, index: &Tensor) -> Result<Tensor> {
         expect_index("index_select", index)?;
-        crate::ops::expect_cpu("index_select", &[self, index])?;
+        crate::ops::expect_same_device("index_select", self, index)?;
         let d = normalize_dim("index_select", dim, self.rank())?;
         if index.rank() != 1 {
             return Err(Error::ShapeMismatch {
@@ -183,6 +183,14 @@ impl Tensor {
                 expected: "a 1-D index".into(),
                 found: index.shape().to_vec(),
             });
+        }
+        if on_cuda(self) {
+            // A gather by the index broadcast over the output (differentiable through gather).
+            let mut shape = self.shape().to_vec();
+            shape[d] = index.numel();
+            let mut along = vec![1; self.rank()];
+            along[d] = index.numel();
+            return self.gather(dim, &index.reshape(&along)?.broadcast_to(&shape)?);
         }
         let idx = index.values::<i64>()?;
         let n = self.shape()[d];

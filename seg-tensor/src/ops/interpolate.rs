@@ -1,13 +1,14 @@
 //! Resampling (`torch.nn.functional.interpolate`) over 1, 2 or 3 spatial axes, modes `nearest`,
 //! `linear`, `bilinear`, `trilinear` and `area`, with PyTorch's rules for sizes, scale factors and
-//! `align_corners`. The math and the kernels are in `seg_kernels::cpu::interpolate`.
+//! `align_corners`. The math and the kernels are in `seg_kernels::cpu::interpolate` (CUDA tensors:
+//! `cuda/interpolate.cu`, same source positions; `area` through adaptive average pooling).
 
 use seg_kernels::cpu::interpolate::{interpolate_backward, interpolate_forward, InterpGeometry, InterpMode};
 
 use crate::autograd::Backward;
 use crate::ops::pool::{expect_batched, per_axis, three};
-use crate::ops::{expect_float, tensor_from};
-use crate::{with_float, Error, Result, Tensor};
+use crate::ops::{expect_float, on_cuda, tensor_from};
+use crate::{cuda, with_float, Error, Result, Tensor};
 
 /// The `mode` of [`Tensor::interpolate`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -116,6 +117,9 @@ struct InterpolateBackward {
 impl Backward for InterpolateBackward {
     fn backward(self: Box<Self>, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
         let g = &self.geometry;
+        if on_cuda(grad) {
+            return Ok(vec![Some(cuda::interpolate_backward(g, grad, &self.x_shape)?)]);
+        }
         let dx = with_float!(grad.dtype(), "interpolate backward", T => {
             let mut dx = vec![<T as seg_kernels::cpu::gemm::GemmElement>::ZERO; g.x_len()];
             interpolate_backward(g, &grad.values::<T>()?, &mut dx);
@@ -134,7 +138,6 @@ impl Tensor {
     pub fn interpolate(&self, opts: &InterpolateOptions) -> Result<Tensor> {
         const OP: &str = "interpolate";
         expect_float(OP, self)?;
-        crate::ops::expect_cpu(OP, &[self])?;
         let rank = self.rank().saturating_sub(2);
         if !(1..=3).contains(&rank) {
             return Err(Error::ShapeMismatch {
@@ -225,11 +228,15 @@ impl Tensor {
             scale: scales,
         };
         g.validate().map_err(|msg| Error::invalid(OP, msg))?;
-        let y = with_float!(self.dtype(), OP, T => {
-            let mut y = vec![<T as seg_kernels::cpu::gemm::GemmElement>::ZERO; g.y_len()];
-            interpolate_forward(&g, &self.values::<T>()?, &mut y);
-            Ok(tensor_from(y, &out_shape))
-        })?;
+        let y = if on_cuda(self) {
+            cuda::interpolate(&g, self, &out_shape)?
+        } else {
+            with_float!(self.dtype(), OP, T => {
+                let mut y = vec![<T as seg_kernels::cpu::gemm::GemmElement>::ZERO; g.y_len()];
+                interpolate_forward(&g, &self.values::<T>()?, &mut y);
+                Ok(tensor_from(y, &out_shape))
+            })?
+        };
         Ok(Tensor::from_op(y, &[self], |_| InterpolateBackward {
             geometry: g,
             x_shape: self.shape().to_vec(),

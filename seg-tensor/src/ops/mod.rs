@@ -34,18 +34,37 @@ use std::borrow::Cow;
 use rayon::prelude::*;
 
 use crate::layout::numel;
-use crate::{Element, Result, Tensor};
+use crate::{DType, Element, Result, Tensor};
 
 /// Below this many elements an elementwise loop runs on one thread.
 const PARALLEL_THRESHOLD: usize = 1 << 15;
 
+/// Elements per parallel task of an elementwise loop.
+const CHUNK: usize = 1 << 14;
+
+/// `out[i] = f(i-th chunk of inputs)` written chunk by chunk into a new vector of `len` elements, on
+/// rayon's threads for large inputs. `fill(chunk_index, out_chunk)` must write every element of its
+/// chunk; each chunk is a plain loop, so simple functions vectorise.
+fn fill_chunks<U: Element>(len: usize, fill: impl Fn(usize, &mut [std::mem::MaybeUninit<U>]) + Sync) -> Vec<U> {
+    let mut out = Vec::with_capacity(len);
+    let spare = &mut out.spare_capacity_mut()[..len];
+    if len < PARALLEL_THRESHOLD {
+        spare.chunks_mut(CHUNK).enumerate().for_each(|(i, o)| fill(i, o));
+    } else {
+        spare.par_chunks_mut(CHUNK).enumerate().for_each(|(i, o)| fill(i, o));
+    }
+    // SAFETY: the first `len` elements were written above (`fill` writes every element it gets).
+    unsafe { out.set_len(len) };
+    out
+}
+
 /// `f` applied to every element, on rayon's threads for large inputs.
 pub(crate) fn map_values<T: Element, U: Element>(xs: &[T], f: impl Fn(T) -> U + Sync) -> Vec<U> {
-    if xs.len() < PARALLEL_THRESHOLD {
-        xs.iter().map(|&x| f(x)).collect()
-    } else {
-        xs.par_iter().with_min_len(4096).map(|&x| f(x)).collect()
-    }
+    fill_chunks(xs.len(), |i, out| {
+        for (o, &x) in out.iter_mut().zip(&xs[i * CHUNK..]) {
+            o.write(f(x));
+        }
+    })
 }
 
 /// `f` applied to pairs of elements of two equally long slices.
@@ -54,16 +73,12 @@ pub(crate) fn zip_values<T: Element, U: Element, V: Element>(
     ys: &[U],
     f: impl Fn(T, U) -> V + Sync,
 ) -> Vec<V> {
-    debug_assert_eq!(xs.len(), ys.len());
-    if xs.len() < PARALLEL_THRESHOLD {
-        xs.iter().zip(ys).map(|(&x, &y)| f(x, y)).collect()
-    } else {
-        xs.par_iter()
-            .zip(ys)
-            .with_min_len(4096)
-            .map(|(&x, &y)| f(x, y))
-            .collect()
-    }
+    assert_eq!(xs.len(), ys.len(), "zip_values of unequal lengths");
+    fill_chunks(xs.len(), |i, out| {
+        for ((o, &x), &y) in out.iter_mut().zip(&xs[i * CHUNK..]).zip(&ys[i * CHUNK..]) {
+            o.write(f(x, y));
+        }
+    })
 }
 
 /// The elements of `t` broadcast to `shape`, in row-major order (borrowed when nothing moves).
@@ -104,18 +119,23 @@ pub(crate) fn expect_float(op: &'static str, t: &Tensor) -> Result<()> {
     }
 }
 
+/// Fails unless `t` holds a dtype that the op's fused kernels take: f32 or f64 on the CPU; f32, f16
+/// or bf16 on CUDA (stored so, computed in f32).
+pub(crate) fn expect_kernel_float(op: &'static str, t: &Tensor) -> Result<()> {
+    match (on_cuda(t), t.dtype()) {
+        (false, _) => expect_float(op, t),
+        (true, DType::F32 | DType::F16 | DType::BF16) => Ok(()),
+        (true, found) => Err(crate::Error::DType {
+            op,
+            expected: "f32, f16 or bf16 (on CUDA)",
+            found,
+        }),
+    }
+}
+
 /// Whether `t` lives on a CUDA device (its op then runs the CUDA path).
 pub(crate) fn on_cuda(t: &Tensor) -> bool {
     matches!(t.device(), crate::Device::Cuda(_))
-}
-
-/// Fails with the op's "not on this device" error unless every tensor is on the CPU: the entry check
-/// of each op that has no CUDA path yet.
-pub(crate) fn expect_cpu(op: &'static str, tensors: &[&Tensor]) -> Result<()> {
-    match tensors.iter().find(|t| on_cuda(t)) {
-        Some(t) => Err(crate::Error::Unsupported { op, device: t.device() }),
-        None => Ok(()),
-    }
 }
 
 /// Fails unless both tensors are on one device.

@@ -1,6 +1,7 @@
 //! Padding, rolling and flipping, all as an *axis remap*: output position `o` on axis `d` reads input
 //! position `map[d][o]`, or the fill value where the map has none. The backward adds each output
-//! gradient into the input position it read (positions read twice, as in reflect padding, sum).
+//! gradient into the input position it read (positions read twice, as in reflect padding, sum). On
+//! CUDA the same maps drive `cuda/pad.cu` (constant padding there copies into a filled tensor).
 
 use crate::autograd::Backward;
 use crate::layout::{contiguous_strides, normalize_dims};
@@ -67,6 +68,13 @@ struct RemapBackward {
 
 impl Backward for RemapBackward {
     fn backward(self: Box<Self>, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        if crate::ops::on_cuda(grad) {
+            return Ok(vec![Some(crate::cuda::remap_backward(
+                grad,
+                &self.maps,
+                &self.in_shape,
+            )?)]);
+        }
         let dx = with_float!(grad.dtype(), "pad backward", T => {
             let g = grad.values::<T>()?;
             let mut dx = vec![<T as num_traits::Zero>::zero(); crate::layout::numel(&self.in_shape)];
@@ -123,10 +131,12 @@ impl Tensor {
     }
 
     fn remap(&self, maps: Vec<AxisMap>, fill: f64) -> Result<Tensor> {
-        crate::ops::expect_cpu("pad/roll/flip", &[self])?;
-        let shape: Vec<usize> = maps.iter().map(Vec::len).collect();
-        let out =
-            with_element!(self.dtype(), T => tensor_from(remap_values::<T>(self, &maps, T::from_f64(fill))?, &shape));
+        let out = if crate::ops::on_cuda(self) {
+            crate::cuda::remap(self, &maps, fill)?
+        } else {
+            let shape: Vec<usize> = maps.iter().map(Vec::len).collect();
+            with_element!(self.dtype(), T => tensor_from(remap_values::<T>(self, &maps, T::from_f64(fill))?, &shape))
+        };
         if !self.dtype().is_compute_float() {
             return Ok(out);
         }

@@ -1,6 +1,7 @@
 //! Pooling over 1, 2 or 3 spatial axes (`max_pool{1,2,3}d`, `avg_pool{1,2,3}d`,
 //! `adaptive_avg_pool{1,2,3}d`), with PyTorch's arguments and semantics. The math and the kernels are
-//! in `seg_kernels::cpu::pool`. Inputs are batched, `(N, C, spatial...)`.
+//! in `seg_kernels::cpu::pool` (CUDA tensors: `cuda/pool.cu`, same geometry). Inputs are batched,
+//! `(N, C, spatial...)`.
 
 use seg_kernels::cpu::pool::{
     adaptive_avg_pool_backward, adaptive_avg_pool_forward, avg_pool_backward, avg_pool_forward, max_pool_backward,
@@ -8,8 +9,8 @@ use seg_kernels::cpu::pool::{
 };
 
 use crate::autograd::Backward;
-use crate::ops::{expect_float, tensor_from};
-use crate::{with_float, Error, Result, Tensor};
+use crate::ops::{expect_float, on_cuda, tensor_from};
+use crate::{cuda, with_float, Error, Result, Tensor};
 
 /// `torch.nn.functional.max_pool{1,2,3}d`'s arguments; each list holds one value for all spatial axes
 /// or one per axis.
@@ -144,6 +145,14 @@ struct MaxPoolBackward {
 impl Backward for MaxPoolBackward {
     fn backward(self: Box<Self>, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
         let g = &self.geometry;
+        if on_cuda(grad) {
+            return Ok(vec![Some(cuda::max_pool_backward(
+                g,
+                grad,
+                &self.indices,
+                &self.x_shape,
+            )?)]);
+        }
         let dx = with_float!(grad.dtype(), "max_pool backward", T => {
             let mut dx = vec![<T as seg_kernels::cpu::gemm::GemmElement>::ZERO; g.x_len()];
             max_pool_backward(g, &grad.values::<T>()?, &self.indices.values::<i64>()?, &mut dx);
@@ -162,6 +171,14 @@ struct AvgPoolBackward {
 impl Backward for AvgPoolBackward {
     fn backward(self: Box<Self>, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
         let g = &self.geometry;
+        if on_cuda(grad) {
+            return Ok(vec![Some(cuda::avg_pool_backward(
+                g,
+                self.divisor,
+                grad,
+                &self.x_shape,
+            )?)]);
+        }
         let dx = with_float!(grad.dtype(), "avg_pool backward", T => {
             let mut dx = vec![<T as seg_kernels::cpu::gemm::GemmElement>::ZERO; g.x_len()];
             avg_pool_backward(g, self.divisor, &grad.values::<T>()?, &mut dx);
@@ -179,6 +196,9 @@ struct AdaptiveAvgPoolBackward {
 impl Backward for AdaptiveAvgPoolBackward {
     fn backward(self: Box<Self>, grad: &Tensor) -> Result<Vec<Option<Tensor>>> {
         let g = &self.geometry;
+        if on_cuda(grad) {
+            return Ok(vec![Some(cuda::adaptive_avg_pool_backward(g, grad, &self.x_shape)?)]);
+        }
         let dx = with_float!(grad.dtype(), "adaptive_avg_pool backward", T => {
             let mut dx = vec![<T as seg_kernels::cpu::gemm::GemmElement>::ZERO; g.x_len()];
             adaptive_avg_pool_backward(g, &grad.values::<T>()?, &mut dx);
@@ -194,7 +214,6 @@ impl Tensor {
     /// `return_indices=True`). The indices do not track gradients.
     pub fn max_pool_with_indices(&self, rank: usize, opts: &MaxPoolOptions) -> Result<(Tensor, Tensor)> {
         const OP: &str = "max_pool";
-        crate::ops::expect_cpu(OP, &[self])?;
         if !(1..=3).contains(&rank) {
             return Err(Error::invalid(
                 OP,
@@ -213,13 +232,17 @@ impl Tensor {
             opts.ceil_mode,
         )?;
         let shape = output_shape(self, g.output(), rank);
-        let mut argmax = vec![0i64; g.y_len()];
-        let y = with_float!(self.dtype(), OP, T => {
-            let mut y = vec![<T as seg_kernels::cpu::gemm::GemmElement>::ZERO; g.y_len()];
-            max_pool_forward(&g, &self.values::<T>()?, &mut y, &mut argmax);
-            Ok(tensor_from(y, &shape))
-        })?;
-        let indices = tensor_from(argmax, &shape);
+        let (y, indices) = if on_cuda(self) {
+            cuda::max_pool(&g, self, &shape)?
+        } else {
+            let mut argmax = vec![0i64; g.y_len()];
+            let y = with_float!(self.dtype(), OP, T => {
+                let mut y = vec![<T as seg_kernels::cpu::gemm::GemmElement>::ZERO; g.y_len()];
+                max_pool_forward(&g, &self.values::<T>()?, &mut y, &mut argmax);
+                Ok(tensor_from(y, &shape))
+            })?;
+            (y, tensor_from(argmax, &shape))
+        };
         let y = Tensor::from_op(y, &[self], |_| MaxPoolBackward {
             geometry: g,
             indices: indices.clone(),
@@ -261,7 +284,6 @@ impl Tensor {
     /// Average pooling of `self` `(N, C, spatial...)` over its `rank` (1 to 3) spatial axes.
     pub fn avg_pool(&self, rank: usize, opts: &AvgPoolOptions) -> Result<Tensor> {
         const OP: &str = "avg_pool";
-        crate::ops::expect_cpu(OP, &[self])?;
         if !(1..=3).contains(&rank) {
             return Err(Error::invalid(
                 OP,
@@ -286,11 +308,15 @@ impl Tensor {
             (None, false) => AvgDivisor::ExcludePad,
         };
         let shape = output_shape(self, g.output(), rank);
-        let y = with_float!(self.dtype(), OP, T => {
-            let mut y = vec![<T as seg_kernels::cpu::gemm::GemmElement>::ZERO; g.y_len()];
-            avg_pool_forward(&g, divisor, &self.values::<T>()?, &mut y);
-            Ok(tensor_from(y, &shape))
-        })?;
+        let y = if on_cuda(self) {
+            cuda::avg_pool(&g, divisor, self, &shape)?
+        } else {
+            with_float!(self.dtype(), OP, T => {
+                let mut y = vec![<T as seg_kernels::cpu::gemm::GemmElement>::ZERO; g.y_len()];
+                avg_pool_forward(&g, divisor, &self.values::<T>()?, &mut y);
+                Ok(tensor_from(y, &shape))
+            })?
+        };
         Ok(Tensor::from_op(y, &[self], |_| AvgPoolBackward {
             geometry: g,
             divisor,
@@ -317,7 +343,6 @@ impl Tensor {
     /// `rank` spatial axes, or one per axis): output `o` averages input `[floor(o in / out), ceil((o + 1) in / out))`.
     pub fn adaptive_avg_pool(&self, rank: usize, output_size: &[usize]) -> Result<Tensor> {
         const OP: &str = "adaptive_avg_pool";
-        crate::ops::expect_cpu(OP, &[self])?;
         if !(1..=3).contains(&rank) {
             return Err(Error::invalid(
                 OP,
@@ -333,11 +358,15 @@ impl Tensor {
         };
         g.validate().map_err(|msg| Error::invalid(OP, msg))?;
         let shape = output_shape(self, g.output, rank);
-        let y = with_float!(self.dtype(), OP, T => {
-            let mut y = vec![<T as seg_kernels::cpu::gemm::GemmElement>::ZERO; g.y_len()];
-            adaptive_avg_pool_forward(&g, &self.values::<T>()?, &mut y);
-            Ok(tensor_from(y, &shape))
-        })?;
+        let y = if on_cuda(self) {
+            cuda::adaptive_avg_pool(&g, self, &shape)?
+        } else {
+            with_float!(self.dtype(), OP, T => {
+                let mut y = vec![<T as seg_kernels::cpu::gemm::GemmElement>::ZERO; g.y_len()];
+                adaptive_avg_pool_forward(&g, &self.values::<T>()?, &mut y);
+                Ok(tensor_from(y, &shape))
+            })?
+        };
         Ok(Tensor::from_op(y, &[self], |_| AdaptiveAvgPoolBackward {
             geometry: g,
             x_shape: self.shape().to_vec(),

@@ -7,7 +7,7 @@ use seg_kernels::cpu::selective_scan::{
 };
 
 use crate::autograd::Backward;
-use crate::ops::{expect_float, expect_same_kind, tensor_from};
+use crate::ops::{expect_kernel_float, expect_same_kind, on_cuda, tensor_from};
 use crate::{DType, Error, Result, Tensor};
 
 /// The optional inputs and flags of [`Tensor::selective_scan`], as mamba_ssm's `selective_scan_fn`:
@@ -169,7 +169,8 @@ impl Tensor {
     /// `a` `(dim, state)` and `b`, `c` `(batch, state, len)` or grouped `(batch, groups, state, len)`,
     /// as mamba_ssm's `selective_scan_fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus,
     /// return_last_state=True)`: returns `y` `(batch, dim, len)` and the last state
-    /// `(batch, dim, state)`, both differentiable in every input.
+    /// `(batch, dim, state)`, both differentiable in every input. f32 or f64 on the CPU; f32, f16
+    /// or bf16 on CUDA (`cuda/selective_scan.cu`, computed in f32), where the last state is f32.
     pub fn selective_scan(
         &self,
         delta: &Tensor,
@@ -178,8 +179,7 @@ impl Tensor {
         c: &Tensor,
         options: &ScanOptions,
     ) -> Result<(Tensor, Tensor)> {
-        expect_float("selective_scan", self)?;
-        crate::ops::expect_cpu("selective_scan", &[self, delta, a, b, c])?;
+        expect_kernel_float("selective_scan", self)?;
         let all = [
             Some(self),
             Some(delta),
@@ -194,6 +194,9 @@ impl Tensor {
             expect_same_kind("selective_scan", self, t)?;
         }
         let s = scan_shape(self, delta, a, b, c, options)?;
+        if on_cuda(self) {
+            return crate::cuda::selective_scan(s, all);
+        }
         let (bdl, bdn) = (s.batch * s.dim * s.len, s.batch * s.dim * s.state);
         // y and the last state in one buffer: one recorded op whose gradient arrives in one piece.
         let (packed, checkpoints) = match self.dtype() {

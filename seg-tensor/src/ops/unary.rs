@@ -65,20 +65,8 @@ impl Unary {
             Unary::Sqrt => x.sqrt(),
             Unary::Abs => x.abs(),
             // `max` would return the non-NaN operand; NaN must propagate, as in PyTorch.
-            Unary::Relu => {
-                if x.is_nan() || x > T::zero() {
-                    x
-                } else {
-                    T::zero()
-                }
-            }
-            Unary::LeakyRelu { negative_slope } => {
-                if x > T::zero() {
-                    x
-                } else {
-                    x * c(negative_slope)
-                }
-            }
+            Unary::Relu => relu(x),
+            Unary::LeakyRelu { negative_slope } => leaky_relu(x, c(negative_slope)),
             Unary::Gelu => c(0.5) * x * (one + (x * c(std::f64::consts::FRAC_1_SQRT_2)).erf()),
             Unary::GeluTanh => c(0.5) * x * (one + (c(SQRT_2_OVER_PI) * (x + c(GELU_TANH_C) * x * x * x)).tanh()),
             Unary::Silu => x / (one + (-x).exp()),
@@ -137,20 +125,8 @@ impl Unary {
             Unary::Log => one / x,
             Unary::Sqrt => c(0.5) / x.sqrt(),
             Unary::Abs => x.signum() * if x == zero { zero } else { one },
-            Unary::Relu => {
-                if x > zero {
-                    one
-                } else {
-                    zero
-                }
-            }
-            Unary::LeakyRelu { negative_slope } => {
-                if x > zero {
-                    one
-                } else {
-                    c(negative_slope)
-                }
-            }
+            Unary::Relu => leaky_relu_slope(x, zero),
+            Unary::LeakyRelu { negative_slope } => leaky_relu_slope(x, c(negative_slope)),
             Unary::Gelu => {
                 let cdf = c(0.5) * (one + (x * c(std::f64::consts::FRAC_1_SQRT_2)).erf());
                 let pdf = (c(-0.5) * x * x).exp() * c(0.398_942_280_401_432_7);
@@ -201,6 +177,75 @@ impl Unary {
     }
 }
 
+/// `max(x, 0)`, NaN propagating (`max` would return the non-NaN operand), as PyTorch.
+#[inline(always)]
+fn relu<T: Float>(x: T) -> T {
+    if x.is_nan() || x > T::zero() {
+        x
+    } else {
+        T::zero()
+    }
+}
+
+/// `x` for `x > 0`, else `slope x`.
+#[inline(always)]
+fn leaky_relu<T: Float>(x: T, slope: T) -> T {
+    if x > T::zero() {
+        x
+    } else {
+        x * slope
+    }
+}
+
+/// The derivative of [`leaky_relu`] (of `relu` with slope 0): 1 for `x > 0`, else `slope`.
+#[inline(always)]
+fn leaky_relu_slope<T: Float>(x: T, slope: T) -> T {
+    if x > T::zero() {
+        T::one()
+    } else {
+        slope
+    }
+}
+
+impl Unary {
+    /// `f` over a slice. The functions of every conv block (relu, leaky relu, scalar arithmetic) run
+    /// as loops with no `match` inside, which vectorise; the others go through [`Unary::apply`].
+    fn map<T: Float>(self, xs: &[T]) -> Vec<T> {
+        let c = |v: f64| T::from_f64(v);
+        match self {
+            Unary::Relu => map_values(xs, relu),
+            Unary::LeakyRelu { negative_slope } => {
+                let s = c(negative_slope);
+                map_values(xs, move |x| leaky_relu(x, s))
+            }
+            Unary::Affine { scale, shift } => {
+                let (a, b) = (c(scale), c(shift));
+                map_values(xs, move |x| x * a + b)
+            }
+            op => map_values(xs, move |x| op.apply(x)),
+        }
+    }
+
+    /// `dy * f'(x)` over slices, the same functions as plain loops as in [`Unary::map`].
+    fn map_backward<T: Float>(self, dy: &[T], x: &[T]) -> Vec<T> {
+        let c = |v: f64| T::from_f64(v);
+        match self {
+            Unary::Relu | Unary::LeakyRelu { .. } => {
+                let s = match self {
+                    Unary::LeakyRelu { negative_slope } => c(negative_slope),
+                    _ => T::zero(),
+                };
+                zip_values(dy, x, move |g, x| g * leaky_relu_slope(x, s))
+            }
+            Unary::Affine { scale, .. } => {
+                let a = c(scale);
+                zip_values(dy, x, move |g, _| g * a)
+            }
+            op => zip_values(dy, x, move |g, x| g * op.derivative(x)),
+        }
+    }
+}
+
 struct UnaryBackward {
     op: Unary,
     x: Tensor,
@@ -216,7 +261,7 @@ impl Backward for UnaryBackward {
         let dx = with_float!(grad.dtype(), "unary backward", T => {
             let g = grad.values::<T>()?;
             let x = self.x.values::<T>()?;
-            Ok(tensor_from(zip_values(&g, &x, |g: T, x: T| g * op.derivative(x)), grad.shape()))
+            Ok(tensor_from(op.map_backward(&g, &x), grad.shape()))
         })?;
         Ok(vec![Some(dx)])
     }
@@ -231,7 +276,7 @@ impl Tensor {
             crate::cuda::unary(self, kernel, params)?
         } else {
             with_float!(self.dtype(), op_name(op), T => {
-                Ok(tensor_from(map_values(&self.values::<T>()?, |x: T| op.apply(x)), self.shape()))
+                Ok(tensor_from(op.map(&self.values::<T>()?), self.shape()))
             })?
         };
         Ok(Tensor::from_op(out, &[self], |_| UnaryBackward {
@@ -327,5 +372,44 @@ fn op_name(op: Unary) -> &'static str {
         Unary::Clamp { .. } => "clamp",
         Unary::Powf { .. } => "powf",
         Unary::Affine { .. } => "affine",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::DType;
+
+    /// The slice paths (`map`, `map_backward`) equal the per-element formulas bit for bit, across
+    /// chunk boundaries and the parallel threshold, with zeros, infinities and NaN among the inputs.
+    #[test]
+    fn slice_paths_equal_the_elementwise_formulas() {
+        let n = 3 * (1 << 14) + 5;
+        let mut x = Tensor::randn(&[n], 1, DType::F32)
+            .unwrap()
+            .mul_scalar(3.0)
+            .unwrap()
+            .to_vec_f64();
+        x[..4].copy_from_slice(&[0.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY]);
+        let x32: Vec<f32> = x.iter().map(|&v| v as f32).collect();
+        let g32: Vec<f32> = x32.iter().rev().copied().collect();
+        let ops = [
+            Unary::Relu,
+            Unary::LeakyRelu { negative_slope: 0.01 },
+            Unary::Affine {
+                scale: -2.5,
+                shift: 0.25,
+            },
+            Unary::Sigmoid,
+        ];
+        let same = |a: f32, b: f32| a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan());
+        for op in ops {
+            let y = op.map(&x32);
+            let dx = op.map_backward(&g32, &x32);
+            for i in 0..n {
+                assert!(same(y[i], op.apply(x32[i])), "{op:?} forward at {i}");
+                assert!(same(dx[i], g32[i] * op.derivative(x32[i])), "{op:?} backward at {i}");
+            }
+        }
     }
 }

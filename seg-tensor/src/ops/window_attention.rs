@@ -8,7 +8,7 @@ use seg_kernels::cpu::window_attention::{
 };
 
 use crate::autograd::Backward;
-use crate::ops::{expect_float, expect_same_kind, tensor_from};
+use crate::ops::{expect_kernel_float, expect_same_kind, on_cuda, tensor_from};
 use crate::{DType, Error, Float, Result, Tensor};
 
 /// The relative-position bias and its heads: `table` `(T, heads)` (MONAI's
@@ -118,7 +118,9 @@ impl Tensor {
     /// `softmax(scale q k^T + B + M) v` per head, heads concatenated: `(windows, N, C)`. `bias`
     /// gives `B[h, i, j] = table[index[i N + j], h]`; `mask` `(nW, N, N)` is added to window `w` as
     /// `mask[w % nW]`. Differentiable in `self`, the table and the mask (the mask's gradient is only
-    /// computed when it tracks gradients).
+    /// computed when it tracks gradients). f32 or f64 on the CPU; f32, f16 or bf16 on CUDA, where
+    /// the fused kernels (`cuda/window_attention.cu`) compute in f32 and the bias is gathered and its
+    /// table's gradient scattered on the device.
     pub fn window_attention(
         &self,
         bias: RelativeBias,
@@ -126,9 +128,8 @@ impl Tensor {
         heads: usize,
         scale: f64,
     ) -> Result<Tensor> {
-        expect_float("window_attention", self)?;
+        expect_kernel_float("window_attention", self)?;
         expect_same_kind("window_attention", self, bias.table)?;
-        crate::ops::expect_cpu("window_attention", &[self, bias.table])?;
         if let Some(m) = mask {
             expect_same_kind("window_attention", self, m)?;
         }
@@ -177,6 +178,9 @@ impl Tensor {
         shape
             .validate(mask.is_some())
             .map_err(|msg| Error::invalid("window_attention", msg))?;
+        if on_cuda(self) {
+            return crate::cuda::window_attention(shape, self, table, bias.index, mask);
+        }
         let (out, saved) = match self.dtype() {
             DType::F32 => {
                 let (qkv, t) = (self.values::<f32>()?, table.values::<f32>()?);
