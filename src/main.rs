@@ -42,7 +42,7 @@ fn main() -> ExitCode {
         Command::Train(args) => report(cli::train::run(&args)),
         Command::Infer(args) => report(cli::infer::run(&args)),
         Command::Eval(args) => report(cli::eval::run(&args)),
-        Command::Conformance { dir, device } => match parse_device(&device) {
+        Command::Conformance { dir, device } => match seg::Device::parse(&device) {
             Ok(device) => run_conformance(&dir, device),
             Err(e) => {
                 eprintln!("error: {e}");
@@ -66,21 +66,6 @@ fn report(result: seg::Result<()>) -> ExitCode {
             eprintln!("error: {e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// `cpu`, `cuda` or `cuda:N`, opened (a CUDA device that cannot be used is an error here).
-fn parse_device(name: &str) -> seg::Result<seg::Device> {
-    match name {
-        "cpu" => Ok(seg::Device::Cpu),
-        "cuda" => seg::Device::cuda(0),
-        other => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
-            Some(ordinal) => seg::Device::cuda(ordinal),
-            None => Err(seg::Error::invalid(
-                "--device",
-                format!("expected cpu, cuda or cuda:N, found {other:?}"),
-            )),
-        },
     }
 }
 

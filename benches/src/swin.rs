@@ -4,9 +4,9 @@
 
 use seg_nn::swin::windows::compute_mask;
 use seg_nn::swin::{SwinTransformerBlock, WindowAttention};
-use seg_tensor::{DType, Tensor};
+use seg_nn::to_device;
 
-use super::{Body, Case};
+use super::{randn, Body, Case};
 
 const DIM: usize = 48;
 const HEADS: usize = 3;
@@ -20,31 +20,33 @@ pub fn window_attention_case() -> Case {
     let c = DIM as f64;
     // qkv and proj linears plus q k^T and P v, as torch_baseline.py counts them; times 3 for fwd+bwd.
     let fwd = 2.0 * tokens * c * 3.0 * c + 2.0 * 2.0 * tokens * 343.0 * c + 2.0 * tokens * c * c;
-    Case {
-        name: "window_attention_fwdbwd_c48_w7_n125".into(),
-        gflop: Some(3.0 * fwd / 1e9),
-        prepare: Box::new(|| {
-            let attn = WindowAttention::new(DIM, HEADS, &WINDOW, true, 1)?;
-            let x = Tensor::randn(&[125, 343, DIM], 2, DType::F32)?.requires_grad();
-            let gy = Tensor::randn(&[125, 343, DIM], 3, DType::F32)?;
-            let mask = compute_mask(&[35, 35, 35], &WINDOW, &SHIFT)?;
+    Case::new(
+        "window_attention_fwdbwd_c48_w7_n125",
+        Some(3.0 * fwd / 1e9),
+        Box::new(|device| {
+            let mut attn = WindowAttention::new(DIM, HEADS, &WINDOW, true, 1)?;
+            to_device(&mut attn, device)?;
+            let x = randn(&[125, 343, DIM], 2, device)?.requires_grad();
+            let gy = randn(&[125, 343, DIM], 3, device)?;
+            let mask = compute_mask(&[35, 35, 35], &WINDOW, &SHIFT)?.to_device(device)?;
             Ok(Box::new(move || attn.forward(&x, Some(&mask))?.backward_with(&gy).map(drop)) as Body)
         }),
-    }
+    )
 }
 
 /// `swin_block_fwdbwd_c48_s32`: one shifted `SwinTransformerBlock(48, 3, 7^3, shift 3^3, mlp 4x)` on
 /// `(1, 32, 32, 32, 48)`, forward and backward.
 pub fn swin_block_case() -> Case {
-    Case {
-        name: "swin_block_fwdbwd_c48_s32".into(),
-        gflop: None,
-        prepare: Box::new(|| {
-            let block = SwinTransformerBlock::new(DIM, HEADS, &WINDOW, &SHIFT, 4.0, true, 1)?;
-            let x = Tensor::randn(&[1, 32, 32, 32, DIM], 2, DType::F32)?.requires_grad();
-            let gy = Tensor::randn(&[1, 32, 32, 32, DIM], 3, DType::F32)?;
-            let mask = compute_mask(&[35, 35, 35], &WINDOW, &SHIFT)?;
+    Case::new(
+        "swin_block_fwdbwd_c48_s32",
+        None,
+        Box::new(|device| {
+            let mut block = SwinTransformerBlock::new(DIM, HEADS, &WINDOW, &SHIFT, 4.0, true, 1)?;
+            to_device(&mut block, device)?;
+            let x = randn(&[1, 32, 32, 32, DIM], 2, device)?.requires_grad();
+            let gy = randn(&[1, 32, 32, 32, DIM], 3, device)?;
+            let mask = compute_mask(&[35, 35, 35], &WINDOW, &SHIFT)?.to_device(device)?;
             Ok(Box::new(move || block.forward(&x, Some(&mask))?.backward_with(&gy).map(drop)) as Body)
         }),
-    }
+    )
 }

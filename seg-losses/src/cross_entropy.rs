@@ -92,7 +92,7 @@ impl CrossEntropyLoss {
             None => (per_class.sum_all()?, (per_class.shape()[0] * sums.spatial()) as f64),
         };
         match self.reduction {
-            Reduction::Mean => total.div(&scalar_like(denominator, &total)),
+            Reduction::Mean => total.div(&scalar_like(denominator, &total)?),
             Reduction::Sum => Ok(total),
             Reduction::None => Err(Error::invalid(
                 CE,
@@ -121,7 +121,7 @@ impl CrossEntropyLoss {
     /// `Mean` as `sum / denominator`, `Sum`, or `None`.
     fn reduce(&self, loss: &Tensor, denominator: f64) -> Result<Tensor> {
         match self.reduction {
-            Reduction::Mean => loss.sum_all()?.div(&scalar_like(denominator, loss)),
+            Reduction::Mean => loss.sum_all()?.div(&scalar_like(denominator, loss)?),
             r => r.reduce_all(loss),
         }
     }
@@ -153,9 +153,11 @@ impl BceWithLogitsLoss {
         expect_finite(OP, input, target)?;
         let t = as_float_like(target, input)?;
         let log_weight = match &self.pos_weight {
-            None => scalar_like(1.0, input),
+            None => scalar_like(1.0, input)?,
             Some(pw) => {
-                let pw = Tensor::from_vec(pw.clone(), &[pw.len()])?.to_dtype(input.dtype())?;
+                let pw = Tensor::from_vec(pw.clone(), &[pw.len()])?
+                    .to_dtype(input.dtype())?
+                    .to_device(input.device())?;
                 pw.add_scalar(-1.0)?.mul(&t)?.add_scalar(1.0)?
             }
         };

@@ -142,7 +142,7 @@ impl FocalLoss {
             Some(ClassWeight::Scalar(a)) => t.affine(2.0 * a - 1.0, 1.0 - a)?,
             Some(per_class) => {
                 let alpha = along_axis(&per_class.values(OP, "alpha", t.shape()[1])?, 1, t.rank(), t)?;
-                t.eq(&scalar_like(1.0, t))?.where_(&alpha, &scalar_like(1.0, t))?
+                t.eq(&scalar_like(1.0, t)?)?.where_(&alpha, &scalar_like(1.0, t)?)?
             }
         };
         loss.mul(&factor)
@@ -171,7 +171,7 @@ fn class_weight(w: &ClassWeight, loss: &Tensor) -> Result<Tensor> {
     w.expect_non_negative(OP, "weight")?;
     let classes = loss.shape()[1];
     match w {
-        ClassWeight::Scalar(v) => Ok(scalar_like(*v, loss)),
+        ClassWeight::Scalar(v) => scalar_like(*v, loss),
         ClassWeight::PerClass(_) if classes == 1 => Err(Error::invalid(
             OP,
             "a per-class weight needs more than one output channel, found 1 (give a scalar weight)",

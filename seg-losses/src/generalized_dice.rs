@@ -131,9 +131,9 @@ impl GeneralizedDiceLoss {
             Weight::Square => g.mul(&g)?.powf(-1.0)?,
             Weight::Uniform => g.mul_scalar(0.0)?.add_scalar(1.0)?,
         };
-        let infinite: Vec<u8> = w.to_vec_f64().iter().map(|v| u8::from(v.is_infinite())).collect();
-        let infinite = Tensor::from_vec(infinite, w.shape())?;
-        let zero = Tensor::zeros(&[], w.dtype());
+        let on_device = |v: f64| Tensor::full_on(&[], v, w.dtype(), w.device());
+        let infinite = w.abs()?.eq(&on_device(f64::INFINITY)?)?;
+        let zero = on_device(0.0)?;
         let finite = infinite.where_(&zero, &w)?;
         let max = if self.batch {
             finite.flatten(0, -1)?.max_dim(0, false)?.0

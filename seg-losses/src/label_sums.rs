@@ -13,7 +13,7 @@ use std::sync::Arc;
 use rayon::prelude::*;
 use seg_kernels::cpu::label_softmax::{label_softmax_backward, label_softmax_sums, LabelSoftmaxShape, PS, ROWS, TP};
 pub(crate) use seg_kernels::cpu::label_softmax::{FOCAL_NEG, FOCAL_POS, LSE, NLL};
-use seg_tensor::{with_element, with_float, Backward, Element, Error, Result, Tensor};
+use seg_tensor::{with_element, with_float, Backward, Device, Element, Error, Result, Tensor};
 
 use crate::overlap::Overlap;
 use crate::prepare::{expect_finite, without_background};
@@ -58,14 +58,17 @@ impl LabelSums {
     /// Whether the fused path takes `input` and `target`: f32 or f64 logits `(B, C, spatial...)`
     /// with `C > 1` and at least one spatial axis, labels `(B, 1, spatial...)`, and no `ignore_index`
     /// or one that is a class (an index outside the classes, which MONAI turns into background
-    /// first, takes the composed path).
+    /// first, takes the composed path). The fused kernel runs on the CPU: tensors on a GPU take the
+    /// composed path.
     pub fn applies(input: &Tensor, target: &Tensor, ignore_index: Option<i64>) -> bool {
         #[cfg(test)]
         if COMPOSED_ONLY.get() {
             return false;
         }
         let (x, y) = (input.shape(), target.shape());
-        input.dtype().is_compute_float()
+        input.device() == Device::Cpu
+            && target.device() == Device::Cpu
+            && input.dtype().is_compute_float()
             && x.len() >= 3
             && x[1] > 1
             && y.len() == x.len()

@@ -107,9 +107,11 @@ impl ClassWeight {
 }
 
 /// A rank-`rank` tensor of `values` along axis `axis` (size 1 elsewhere), in `like`'s dtype: a
-/// per-class factor ready to broadcast against `(B, C, ...)`.
+/// per-class factor ready to broadcast against `(B, C, ...)`, on `like`'s device.
 pub(crate) fn along_axis(values: &[f64], axis: usize, rank: usize, like: &Tensor) -> Result<Tensor> {
     let mut shape = vec![1; rank];
     shape[axis] = values.len();
-    Tensor::from_vec(values.to_vec(), &shape)?.to_dtype(like.dtype())
+    Tensor::from_vec(values.to_vec(), &shape)?
+        .to_dtype(like.dtype())?
+        .to_device(like.device())
 }

@@ -9,7 +9,7 @@
 //! `include_background=False`), the step is skipped as in MONAI, silently.
 
 use rayon::prelude::*;
-use seg_tensor::{with_element, DType, Element, Error, Result, Tensor};
+use seg_tensor::{no_grad, with_element, DType, Device, Element, Error, Result, Tensor};
 
 use crate::options::Activation;
 use crate::DiceLoss;
@@ -78,8 +78,7 @@ impl Prepare {
         if self.to_onehot_y && classes > 1 {
             if let Some(ii) = self.ignore_index.filter(|&ii| ii < 0 || ii >= classes as i64) {
                 // An out-of-range ignore label becomes background before the one-hot conversion.
-                let zero = Tensor::zeros(&[], y.dtype());
-                y = y.eq(&scalar_like(ii as f64, &y))?.where_(&zero, &y)?;
+                y = y.eq(&scalar_like(ii as f64, &y)?)?.where_(&scalar_like(0.0, &y)?, &y)?;
             }
             y = one_hot(op, &y, classes)?;
         }
@@ -147,10 +146,15 @@ pub(crate) fn expect_finite(op: &'static str, input: &Tensor, target: &Tensor) -
     Ok(())
 }
 
-/// The flat index and value of the first NaN or infinity of `t`, if any.
+/// The flat index and value of the first NaN or infinity of `t`, if any. On a GPU one reduction
+/// there decides (`sum(0 x)` is NaN exactly when some `x` is not finite), and only a tensor that
+/// fails it is read back to find the element.
 fn first_non_finite(t: &Tensor) -> Result<Option<(usize, f64)>> {
     const BLOCK: usize = 1 << 14;
     if !t.dtype().is_float() {
+        return Ok(None);
+    }
+    if t.device() != Device::Cpu && no_grad(|| t.detach().mul_scalar(0.0)?.sum_all()?.item())?.is_finite() {
         return Ok(None);
     }
     with_element!(t.dtype(), T => {
@@ -169,9 +173,9 @@ pub(crate) fn as_float_like(target: &Tensor, input: &Tensor) -> Result<Tensor> {
     target.to_dtype(input.dtype())
 }
 
-/// A rank-0 tensor holding `value` in `like`'s dtype.
-pub(crate) fn scalar_like(value: f64, like: &Tensor) -> Tensor {
-    Tensor::full(&[], value, like.dtype())
+/// A rank-0 tensor holding `value` in `like`'s dtype, on `like`'s device.
+pub(crate) fn scalar_like(value: f64, like: &Tensor) -> Result<Tensor> {
+    Tensor::full_on(&[], value, like.dtype(), like.device())
 }
 
 /// MONAI's `one_hot(labels, num_classes)`: labels `(B, 1, ...)` (truncated to integers, as
@@ -207,12 +211,12 @@ pub(crate) fn ignore_mask(y: &Tensor, ignore_index: i64) -> Result<Tensor> {
     let classes = y.shape()[1];
     let dtype = y.dtype();
     if classes == 1 {
-        return y.ne(&scalar_like(ignore_index as f64, y))?.to_dtype(dtype);
+        return y.ne(&scalar_like(ignore_index as f64, y)?)?.to_dtype(dtype);
     }
     if (0..classes as i64).contains(&ignore_index) {
         return y.narrow(1, ignore_index as usize, 1)?.affine(-1.0, 1.0);
     }
-    y.sum(&[1], true)?.gt(&scalar_like(0.0, y))?.to_dtype(dtype)
+    y.sum(&[1], true)?.gt(&scalar_like(0.0, y)?)?.to_dtype(dtype)
 }
 
 /// The spatial axes `2..rank`, with the batch axis 0 first when `batch`.

@@ -87,7 +87,9 @@ impl SlidingWindow {
     }
 
     /// Runs `predictor` on every window of `input` `(N, C, *spatial)` (1 to 3 spatial axes) and
-    /// blends its `(B, C_out, *roi)` outputs into `(N, C_out, *spatial)`.
+    /// blends its `(B, C_out, *roi)` outputs into `(N, C_out, *spatial)`. The windows are cut on
+    /// `input`'s device; the predictor may answer on any device (a GPU's output is read back one
+    /// batch of windows at a time), and the blend runs on the host, so the result is on the host.
     pub fn run(&self, input: &Tensor, predictor: impl Fn(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
         no_grad(|| self.run_no_grad(input, &predictor))
     }

@@ -13,4 +13,4 @@ mod module;
 pub mod optim;
 pub mod swin;
 
-pub use module::{load_parameters, visit_child, visit_child_aliases, visit_child_mut, LoadReport, Module};
+pub use module::{load_parameters, to_device, visit_child, visit_child_aliases, visit_child_mut, LoadReport, Module};

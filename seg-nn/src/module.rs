@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use seg_tensor::{Error, Result, Tensor};
+use seg_tensor::{Device, Error, Result, Tensor};
 
 /// A network part with named parameters.
 pub trait Module {
@@ -51,6 +51,18 @@ pub fn visit_child_aliases(prefix: &str, child: &dyn Module, f: &mut dyn FnMut(&
     child.visit_aliases(&mut |alias, name| f(&format!("{prefix}.{alias}"), &format!("{prefix}.{name}")));
 }
 
+/// Moves every parameter and buffer of `module` to `device` (PyTorch's `module.to(device)`): each
+/// becomes a tensor there, a leaf that tracks gradients where the original did.
+pub fn to_device(module: &mut dyn Module, device: Device) -> Result<()> {
+    let mut failure = None;
+    module.visit_mut(&mut |_, t| match t.detach().to_device(device) {
+        Ok(moved) if t.tracks_grad() => *t = moved.requires_grad(),
+        Ok(moved) => *t = moved,
+        Err(e) => failure = Some(e),
+    });
+    failure.map_or(Ok(()), Err)
+}
+
 /// What a non-strict [`load_parameters`] left out.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct LoadReport {
@@ -66,8 +78,9 @@ pub struct LoadReport {
 /// alias names count as expected, never as unexpected, and so do the buffers the module derives
 /// itself (a Swin attention's `relative_position_index`).
 ///
-/// A tensor of the parameter's dtype is taken as it is (the same handle: gradients keyed by it
-/// reach the module); another float dtype (f16/bf16 checkpoints) is converted. Where the module's
+/// A tensor of the parameter's dtype and device is taken as it is (the same handle: gradients keyed
+/// by it reach the module); another float dtype (f16/bf16 checkpoints) is converted, and a tensor
+/// elsewhere is copied to the parameter's device (as PyTorch's `load_state_dict` copies into it). Where the module's
 /// parameter tracks gradients, a loaded tensor that does not is made a leaf that does; buffers
 /// (running statistics) stay constants. A mis-shaped tensor is always an error; missing
 /// and unexpected names are an error listing them all when `strict`, else reported.
@@ -121,7 +134,7 @@ pub fn load_parameters(module: &mut dyn Module, source: &HashMap<String, Tensor>
     let mut failure = None;
     module.visit_mut(&mut |name, param| {
         let Some(found) = source.get(name) else { return };
-        match found.to_dtype(param.dtype()) {
+        match found.to_dtype(param.dtype()).and_then(|t| t.to_device(param.device())) {
             Ok(t) if !param.tracks_grad() => *param = t.detach(),
             Ok(t) => *param = if t.tracks_grad() { t } else { t.requires_grad() },
             Err(e) => failure = Some(e),

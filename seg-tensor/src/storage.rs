@@ -25,6 +25,31 @@ impl Device {
         gpu(ordinal)?;
         Ok(Device::Cuda(ordinal))
     }
+
+    /// Waits until everything queued on this device has run (a no-op on the CPU, whose ops finish
+    /// before they return): what a timer reads after.
+    pub fn synchronize(self) -> Result<()> {
+        match self {
+            Device::Cpu => Ok(()),
+            Device::Cuda(ordinal) => Ok(gpu(ordinal)?.synchronize()?),
+        }
+    }
+
+    /// `cpu`, `cuda` (device 0) or `cuda:N`, as a command line names a device; a CUDA device is
+    /// opened (see [`Device::cuda`]), so one that cannot be used is an error here.
+    pub fn parse(name: &str) -> Result<Device> {
+        match name {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Device::cuda(0),
+            other => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
+                Some(ordinal) => Device::cuda(ordinal),
+                None => Err(Error::invalid(
+                    "device",
+                    format!("expected cpu, cuda or cuda:N, found {other:?}"),
+                )),
+            },
+        }
+    }
 }
 
 impl std::fmt::Display for Device {
@@ -290,5 +315,12 @@ pub mod memory {
     /// for reuse. `None` where the device has no stream-ordered allocator.
     pub fn cuda_pool_bytes(ordinal: usize) -> Result<Option<seg_kernels::cuda::PoolBytes>> {
         Ok(gpu(ordinal)?.pool_bytes()?)
+    }
+
+    /// Sets the release threshold of CUDA device `ordinal`'s caching allocator: the bytes of freed
+    /// buffers its pool keeps at a synchronisation (`u64::MAX`, the default, keeps all; 0 none, so
+    /// that every allocation goes to the driver again).
+    pub fn set_cuda_release_threshold(ordinal: usize, bytes: u64) -> Result<()> {
+        Ok(gpu(ordinal)?.set_release_threshold(bytes)?)
     }
 }

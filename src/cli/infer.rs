@@ -30,13 +30,18 @@ pub struct InferArgs {
     /// Overlap of the sliding windows.
     #[arg(long, default_value_t = 0.5)]
     overlap: f64,
+    /// Where the network runs: cpu, cuda (GPU 0) or cuda:N (windows are blended on the host).
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 pub fn run(args: &InferArgs) -> Result<()> {
+    let device = seg::Device::parse(&args.device)?;
     let (tensors, meta) = read_safetensors(&args.checkpoint)?;
     let spec = ModelSpec::from_metadata(&meta)?;
     let mut model = Model::new(&spec, 0)?;
     seg::nn::load_parameters(model.module_mut(), &tensors, true)?;
+    model.to_device(device)?;
     let image = nifti::read(&args.input)?;
     let restored = segment_volume(&model, &spec, &image.data, image.spacing(), args.overlap, args.tta)?;
     let header = image.header.derive(restored.shape(), NiftiType::U8);

@@ -30,7 +30,7 @@ pub struct TrainArgs {
     /// segmamba (SegMamba; the patch sizes must be multiples of 16).
     #[arg(long, default_value = "unet")]
     model: String,
-    /// cpu or cuda.
+    /// Where the network trains: cpu, cuda (GPU 0) or cuda:N.
     #[arg(long, default_value = "cpu")]
     device: String,
     #[arg(long, default_value_t = 8)]
@@ -258,15 +258,7 @@ fn load_split(data: Option<&Path>, spacing: [f64; 3]) -> Result<Split> {
 }
 
 pub fn run(args: &TrainArgs) -> Result<()> {
-    if args.device != "cpu" {
-        return Err(Error::invalid(
-            "train",
-            format!(
-                "device {:?}: only the cpu device is built so far (CUDA comes with its own issue)",
-                args.device
-            ),
-        ));
-    }
+    let device = seg::Device::parse(&args.device)?;
     let kind = ModelKind::parse(&args.model)?;
     let optimizer = OptimizerKind::parse(&args.optimizer)?;
     let patch = parse_triple::<usize>("patch", &args.patch)?;
@@ -322,8 +314,9 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         spacing,
     };
     let mut model = Model::new(&spec, args.seed)?;
+    model.to_device(device)?;
     println!(
-        "model: {} with {} parameters; {} epochs of {} steps, batch {}, patch {patch:?}, {:?}",
+        "model: {} with {} parameters on {device}; {} epochs of {} steps, batch {}, patch {patch:?}, {:?}",
         kind.name(),
         model.module().num_parameters(),
         args.epochs,

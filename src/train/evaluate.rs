@@ -8,7 +8,8 @@ use crate::{DType, Error, InterpolateMode, InterpolateOptions, Result, Tensor};
 
 /// Class logits `(1, classes, D, H, W)` of an image `(D, H, W)`: Gaussian-blended sliding windows
 /// of `patch` with `overlap`, optionally averaged with the prediction of the image flipped along
-/// each axis (test-time augmentation, flipped back).
+/// each axis (test-time augmentation, flipped back). The image stays where it is; each batch of
+/// windows runs on the model's device and is blended on the host, so the logits are on the host.
 pub fn predict_logits(
     model: &Model,
     image: &Tensor,
@@ -21,7 +22,8 @@ pub fn predict_logits(
     sw.overlap = overlap;
     sw.blend = Blend::Gaussian { sigma_scale: 0.125 };
     sw.sw_batch_size = 2;
-    let run = |x: &Tensor| sw.run(x, |w| model.forward(w));
+    let device = model.device();
+    let run = |x: &Tensor| sw.run(x, |w| model.forward(&w.to_device(device)?));
     let mut logits = run(&x)?;
     if flip_tta {
         for axis in [2, 3, 4] {

@@ -123,7 +123,8 @@ fn augmented(patches: Vec<Patch>, augment: &Augment, rng: &mut Rng) -> Result<Ve
         .collect()
 }
 
-/// Trains `model` on `data`; returns one report per epoch.
+/// Trains `model` on `data` on the model's device (batches are moved there; validation windows too,
+/// blended and measured on the host); returns one report per epoch.
 pub fn fit(
     model: &mut Model,
     data: &TrainData,
@@ -153,7 +154,9 @@ pub fn fit(
             opt.set_lr(lr);
             let patches = augmented(sampler.batch(config.batch_size)?, &config.augment, &mut rng)?;
             let (x, y) = stack(&patches)?;
-            let loss = loss_fn.forward(&model.forward(&x)?, &y.to_dtype(DType::F32)?)?;
+            let device = model.device();
+            let (x, y) = (x.to_device(device)?, y.to_device(device)?.to_dtype(DType::F32)?);
+            let loss = loss_fn.forward(&model.forward(&x)?, &y)?;
             let value = loss.item()?;
             if !value.is_finite() {
                 return Err(Error::invalid(

@@ -9,7 +9,7 @@ use seg_models::{
 };
 use seg_nn::Module;
 
-use crate::{Error, Result, Tensor};
+use crate::{Device, Error, Result, Tensor};
 
 /// Which network: `unet` (MONAI's BasicUNet), `plain-unet` (nnU-Net's PlainConvUNet, planned
 /// from the patch size and spacing), `swin-unetr` (MONAI's SwinUNETR, feature size 24 by default),
@@ -155,6 +155,18 @@ impl Model {
             Model::SwinUNETR(net) => net.forward(x),
             Model::SegMamba(net) => net.forward(x),
         }
+    }
+
+    /// The device of the parameters (the CPU for a network without any).
+    pub fn device(&self) -> Device {
+        let mut device = Device::Cpu;
+        self.module().visit(&mut |_, t| device = t.device());
+        device
+    }
+
+    /// Moves every parameter and buffer to `device`.
+    pub fn to_device(&mut self, device: Device) -> Result<()> {
+        seg_nn::to_device(self.module_mut(), device)
     }
 
     pub fn module(&self) -> &dyn Module {

@@ -35,6 +35,26 @@ pub struct PoolBytes {
     pub used: u64,
 }
 
+/// Sets `CU_MEMPOOL_ATTR_RELEASE_THRESHOLD` of the default memory pool of `context`'s device to
+/// `bytes`, where the device has a stream-ordered allocator.
+fn set_release_threshold(context: &CudaContext, bytes: u64) -> Result<(), CudaError> {
+    if !context.has_async_alloc() {
+        return Ok(());
+    }
+    let mut threshold = bytes;
+    // SAFETY: the device is valid; the attribute takes a u64.
+    unsafe {
+        let pool = result::device::get_default_mem_pool(context.cu_device())
+            .map_err(|e| CudaError::call("cuDeviceGetDefaultMemPool", e))?;
+        result::mem_pool::set_attribute(
+            pool,
+            sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+            (&mut threshold as *mut u64).cast(),
+        )
+        .map_err(|e| CudaError::call("cuMemPoolSetAttribute", e))
+    }
+}
+
 impl Gpu {
     /// Opens device `ordinal`. Errors, never panics, when the driver library, the device or libnvrtc is
     /// missing.
@@ -57,24 +77,11 @@ impl Gpu {
         let (major, minor) = context
             .compute_capability()
             .map_err(|e| CudaError::call("cuDeviceGetAttribute", e))?;
-        if context.has_async_alloc() {
-            // The caching allocator: cudarc allocates with the stream-ordered cuMemAllocAsync from the
-            // device's default pool. With the release threshold at its maximum, freed blocks stay in
-            // the pool (never handed back to the driver at a synchronisation) and are reused by later
-            // allocations on our one stream without a driver round trip.
-            // SAFETY: the device is valid; the attribute takes a u64.
-            unsafe {
-                let pool = result::device::get_default_mem_pool(context.cu_device())
-                    .map_err(|e| CudaError::call("cuDeviceGetDefaultMemPool", e))?;
-                let mut threshold = u64::MAX;
-                result::mem_pool::set_attribute(
-                    pool,
-                    sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
-                    (&mut threshold as *mut u64).cast(),
-                )
-                .map_err(|e| CudaError::call("cuMemPoolSetAttribute", e))?;
-            }
-        }
+        // The caching allocator: cudarc allocates with the stream-ordered cuMemAllocAsync from the
+        // device's default pool. With the release threshold at its maximum, freed blocks stay in the
+        // pool (never handed back to the driver at a synchronisation) and are reused by later
+        // allocations on our one stream without a driver round trip.
+        set_release_threshold(&context, u64::MAX)?;
         // SAFETY: every buffer of this device is allocated, used and freed on the one stream below,
         // so stream order alone keeps each use after its allocation and before its free; cudarc's
         // per-buffer events (two driver events per allocation) would only order several streams.
@@ -110,6 +117,21 @@ impl Gpu {
             reserved: read(sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT)?,
             used: read(sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_USED_MEM_CURRENT)?,
         }))
+    }
+
+    /// Sets the caching allocator's release threshold: the bytes of freed blocks the memory pool
+    /// keeps from the driver at a synchronisation (`u64::MAX`, what [`Gpu::new`] sets, keeps them all;
+    /// 0 hands them all back, so that later allocations go to the driver again). Does nothing where
+    /// the device has no stream-ordered allocator.
+    pub fn set_release_threshold(&self, bytes: u64) -> Result<(), CudaError> {
+        set_release_threshold(&self.context, bytes)
+    }
+
+    /// Waits until everything queued on this device's stream has run (for timing).
+    pub fn synchronize(&self) -> Result<(), CudaError> {
+        self.stream
+            .synchronize()
+            .map_err(|e| CudaError::call("cuStreamSynchronize", e))
     }
 
     /// The cuBLAS handle on our stream, created on first use.

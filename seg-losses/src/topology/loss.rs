@@ -87,7 +87,10 @@ impl TopologyTargets {
     /// The loss (module doc) at these critical cells, differentiable in `prob`.
     pub fn loss(&self, prob: &Tensor) -> Result<Tensor> {
         let flat = prob.reshape(&[prob.numel()])?;
-        let at = |cells: &[i64]| flat.index_select(0, &Tensor::from_vec(cells.to_vec(), &[cells.len()])?);
+        let at = |cells: &[i64]| {
+            let index = Tensor::from_vec(cells.to_vec(), &[cells.len()])?.to_device(flat.device())?;
+            flat.index_select(0, &index)
+        };
         let square_sum = |t: Tensor| t.mul(&t)?.sum_all();
         let births = at(&self.matched_births)?.neg()?.add_scalar(1.0)?;
         let unmatched = at(&self.unmatched_births)?.sub(&at(&self.unmatched_deaths)?)?;

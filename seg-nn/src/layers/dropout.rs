@@ -45,10 +45,12 @@ impl Layer for Dropout {
         }
         let call = self.calls.fetch_add(1, Ordering::Relaxed);
         let seed = self.seed.wrapping_mul(0x2545_f491_4f6c_dd1d).wrapping_add(call);
+        // The mask is drawn on the host (the same on every device) and moved to `x`'s device.
         let keep = Tensor::rand(x.shape(), seed, DType::F32)?
             .ge(&Tensor::scalar(self.p as f32))?
             .to_dtype(x.dtype())?
-            .mul_scalar(1.0 / (1.0 - self.p))?;
+            .mul_scalar(1.0 / (1.0 - self.p))?
+            .to_device(x.device())?;
         x.mul(&keep)
     }
 }

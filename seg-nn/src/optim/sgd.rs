@@ -1,8 +1,6 @@
-use std::collections::HashMap;
+use seg_tensor::{Result, Tensor};
 
-use seg_tensor::Result;
-
-use super::{update_parameters, Optimizer, ParamGrads};
+use super::{update_parameters, DeviceState, Optimizer, ParamGrads, States, Update};
 use crate::Module;
 
 /// `torch.optim.SGD` (nnU-Net trains with momentum 0.99, Nesterov): with `g = grad + weight_decay
@@ -16,8 +14,8 @@ pub struct Sgd {
     pub dampening: f64,
     pub weight_decay: f64,
     pub nesterov: bool,
-    /// Per parameter: `[started flag, buffer...]`.
-    buffers: HashMap<String, Vec<f32>>,
+    /// Per parameter: the momentum buffer (see [`SgdUpdate::state_len`]).
+    states: States,
 }
 
 impl Sgd {
@@ -29,7 +27,7 @@ impl Sgd {
             dampening: 0.0,
             weight_decay: 0.0,
             nesterov: false,
-            buffers: HashMap::new(),
+            states: States::default(),
         }
     }
 
@@ -43,37 +41,97 @@ impl Sgd {
     }
 }
 
+/// One step's constants, in f32 as the host update uses them.
+pub(super) struct SgdUpdate {
+    lr: f32,
+    mu: f32,
+    undamped: f32,
+    wd: f32,
+    nesterov: bool,
+}
+
+impl Update for SgdUpdate {
+    /// `[started flag, buffer...]` with momentum, nothing without.
+    fn state_len(&self, n: usize) -> usize {
+        if self.mu != 0.0 {
+            n + 1
+        } else {
+            0
+        }
+    }
+
+    fn host(&self, p: &mut [f32], grad: &[f32], state: &mut [f32]) {
+        let SgdUpdate {
+            lr,
+            mu,
+            undamped,
+            wd,
+            nesterov,
+        } = *self;
+        let started = state.first().is_some_and(|&s| s != 0.0);
+        for (i, (p, &g)) in p.iter_mut().zip(grad).enumerate() {
+            let g = if wd != 0.0 { g + wd * *p } else { g };
+            let direction = if mu != 0.0 {
+                let b = &mut state[i + 1];
+                *b = if started { mu * *b + undamped * g } else { g };
+                if nesterov {
+                    g + mu * *b
+                } else {
+                    *b
+                }
+            } else {
+                g
+            };
+            *p -= lr * direction;
+        }
+        if let Some(s) = state.first_mut() {
+            *s = 1.0;
+        }
+    }
+
+    /// `tensors`: `[buffer]` with momentum.
+    fn device(&self, p: &Tensor, grad: &Tensor, state: &mut DeviceState) -> Result<Tensor> {
+        let f = f64::from;
+        let g = if self.wd != 0.0 {
+            grad.add(&p.mul_scalar(f(self.wd))?)?
+        } else {
+            grad.clone()
+        };
+        let direction = if self.mu != 0.0 {
+            let b = match state.tensors.first() {
+                Some(b) => b.mul_scalar(f(self.mu))?.add(&g.mul_scalar(f(self.undamped))?)?,
+                None => g.clone(),
+            };
+            state.tensors = vec![b.clone()];
+            if self.nesterov {
+                g.add(&b.mul_scalar(f(self.mu))?)?
+            } else {
+                b
+            }
+        } else {
+            g
+        };
+        p.sub(&direction.mul_scalar(f(self.lr))?)
+    }
+}
+
+impl Sgd {
+    /// This step's constants.
+    pub(super) fn update(&self) -> SgdUpdate {
+        SgdUpdate {
+            lr: self.lr as f32,
+            mu: self.momentum as f32,
+            undamped: (1.0 - self.dampening) as f32,
+            wd: self.weight_decay as f32,
+            nesterov: self.nesterov,
+        }
+    }
+}
+
 impl Optimizer for Sgd {
     fn step(&mut self, module: &mut dyn Module, grads: &ParamGrads) -> Result<()> {
-        let (lr, mu, undamped, wd, nesterov) = (
-            self.lr as f32,
-            self.momentum as f32,
-            (1.0 - self.dampening) as f32,
-            self.weight_decay as f32,
-            self.nesterov,
-        );
-        let state_len = |n| if mu != 0.0 { n + 1 } else { 0 };
-        update_parameters(module, grads, &mut self.buffers, state_len, |p, grad, state| {
-            let started = state.first().is_some_and(|&s| s != 0.0);
-            for (i, (p, &g)) in p.iter_mut().zip(grad).enumerate() {
-                let g = if wd != 0.0 { g + wd * *p } else { g };
-                let direction = if mu != 0.0 {
-                    let b = &mut state[i + 1];
-                    *b = if started { mu * *b + undamped * g } else { g };
-                    if nesterov {
-                        g + mu * *b
-                    } else {
-                        *b
-                    }
-                } else {
-                    g
-                };
-                *p -= lr * direction;
-            }
-            if let Some(s) = state.first_mut() {
-                *s = 1.0;
-            }
-        })
+        let update = self.update();
+        update_parameters(module, grads, &mut self.states, &update)
     }
 
     fn lr(&self) -> f64 {
